@@ -1,0 +1,6 @@
+"""facetwin: face verification and recognition by VGG-Face transfer learning and a Siamese network."""
+
+from .errors import FacetwinError
+
+__version__ = "0.1.0"
+__all__ = ["FacetwinError", "__version__"]

@@ -1,0 +1,67 @@
+"""What every backbone provides: a frozen trunk, a pretrained head, its input crop and its distance.
+
+An image reaches a backbone as an aligned RGB uint8 crop of ``input.size``; ``trunk`` maps a batch of
+crops to frozen features (cached during training), and ``pretrained_head`` maps those features to the
+embedding. A Siamese head trained by facetwin replaces ``pretrained_head`` and keeps the trunk.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The crop a backbone expects: side length in pixels and the alignment that makes it."""
+
+    size: int
+    alignment: str  # "five_point" (similarity transform to a 5-landmark template) or "vggface" (level eyes, crop box)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Decision rule of a plain backbone, measured on lfw-dev by ``benchmarks/calibrate_backbones.py``.
+
+    ``probability(d) = sigmoid(slope * d + intercept)``; ``threshold`` is the best-accuracy distance.
+    """
+
+    threshold: float
+    slope: float
+    intercept: float
+
+
+class Backbone(ABC):
+    """A pretrained face network split into a frozen trunk and a (replaceable) head."""
+
+    name: str
+    input: InputSpec
+    distance: str  # "cosine" or "euclidean": the default distance between embeddings
+    feature_dim: int  # trunk output size
+    embedding_dim: int  # pretrained head output size
+    calibration: Calibration
+
+    @abstractmethod
+    def trunk(self, crops: np.ndarray) -> np.ndarray:
+        """Frozen features ``(N, feature_dim)`` float32 for crops ``(N, size, size, 3)`` RGB uint8."""
+
+    @abstractmethod
+    def pretrained_head(self) -> torch.nn.Module:
+        """A fresh module mapping trunk features to the backbone's own embedding (the head's initial state)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Everything that determines trunk outputs: name, weights SHA-256, preprocessing, split point.
+
+        Used in ``model.json`` and as the feature-cache key, so two backbones with equal ``describe()``
+        must compute identical trunk features.
+        """
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """The backbone's own embeddings ``(N, embedding_dim)`` for aligned crops."""
+        head = self.pretrained_head().eval()
+        with torch.inference_mode():
+            return head(torch.from_numpy(self.trunk(crops))).float().numpy()

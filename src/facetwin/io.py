@@ -1,0 +1,68 @@
+"""Reading images from disk or bytes into RGB uint8 arrays, refusing what is not a sane image."""
+
+from __future__ import annotations
+
+import io as _io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FacetwinError
+
+MAX_PIXELS = 80_000_000  # larger than any camera photo; beyond this we treat the file as a decompression bomb
+
+
+def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Decode a file path or raw bytes into an ``(H, W, 3)`` RGB uint8 array.
+
+    EXIF orientation is applied; grayscale, RGBA, palette, 16-bit and CMYK images are converted.
+    Anything that is not a decodable image of sane size raises :class:`FacetwinError` naming the file.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "the uploaded image")
+    if isinstance(source, bytes):
+        stream: _io.BytesIO | str = _io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FacetwinError(f"{label}: no such file.")
+        stream = str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise FacetwinError(
+                        f"{label}: image is {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed."
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except FacetwinError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FacetwinError(f"{label}: image is too large to decode safely (decompression bomb).") from None
+    except UnidentifiedImageError:
+        raise FacetwinError(f"{label}: not an image file Pillow can read.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FacetwinError(f"{label}: broken or truncated image ({exc}).") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to RGB uint8, scaling 16-bit and 32-bit data down to 8 bits."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        data = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or data.max() > 255 else 255.0
+        gray = np.clip(data / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        data = np.asarray(img, dtype=np.float64)
+        gray = np.clip(data, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
