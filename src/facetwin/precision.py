@@ -1,0 +1,62 @@
+"""Choosing the arithmetic of CPU inference: bfloat16 where the CPU computes it natively, float32 elsewhere.
+
+``auto`` picks bf16 when the CPU advertises AMX-BF16 or AVX-512 BF16 (``amx_bf16`` / ``avx512_bf16`` in
+``/proc/cpuinfo``, or PyTorch's own ``AVX512_BF16``/``AMX`` capability); on other CPUs bf16 would be
+emulated and slower than float32, so ``auto`` means fp32 there. ``fp32`` and ``bf16`` force the choice.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from .errors import FacetwinError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where the file does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16 or AVX-512 BF16)."""
+    if any(flag in cpu_flags() for flag in _BF16_FLAGS):
+        return True
+    try:
+        capability = torch.backends.cpu.get_cpu_capability().upper()
+    except Exception:  # pragma: no cover - very old or unusual builds
+        return False
+    return "AMX" in capability or "BF16" in capability
+
+
+def resolve(precision: str = "auto") -> str:
+    """``"fp32"`` or ``"bf16"`` for a requested ``auto|fp32|bf16``."""
+    if precision not in PRECISIONS:
+        raise FacetwinError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}.")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
+def dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a resolved precision."""
+    return torch.bfloat16 if resolve(precision) == "bf16" else torch.float32
+
+
+def configure_cpu() -> None:
+    """Process-wide CPU settings every backbone wants: flush denormals (they can slow convolutions 30×)."""
+    torch.set_flush_denormal(True)
