@@ -1,0 +1,173 @@
+"""A trained model on disk: ``model.json`` + ``head.safetensors`` (+ ``metrics.json``, ``curves.png``).
+
+``save_run`` writes every file atomically; ``load_run(run_dir)`` rebuilds the backbone recorded in
+``model.json`` (refusing a backbone whose ``describe()`` differs, e.g. other weights), the trained head
+and the decision rule, and returns a :class:`facetwin.model.Model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_bytes
+
+from . import paths
+from .errors import FacetwinError
+
+FORMAT = "facetwin-run"
+VERSION = 1
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):
+        return _json_safe(obj.item())
+    return obj
+
+
+def _paper_deviations(config) -> list[str]:
+    notes = []
+    if config.split != "paper":
+        notes.append("validation split by person (the paper: Keras validation_split=0.2 on the pair array)")
+    if config.logistic_init == "fit":
+        notes.append("logistic unit initialised by fitting it to the initial distances (Keras: glorot-uniform)")
+    if config.pairs != "fixed":
+        notes.append("pairs drawn afresh every epoch (the paper: one draw)")
+    if config.keep != "final":
+        notes.append("kept the epoch with the best validation AUC (the paper: the last epoch)")
+    if config.backbone != "vggface":
+        notes.append(f"backbone {config.backbone} with a {config.head} head (the paper: VGG-Face fc8 + tanh)")
+    return notes
+
+
+def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
+    """Write ``model.json``, ``head.safetensors``, ``metrics.json`` and ``curves.png`` into ``run_dir``."""
+    from .curves import plot_curves
+    from .features import face_policy
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    paths.atomic_write_bytes(run_dir / "head.safetensors", save_bytes(state))
+    describe = backbone.describe()
+    with torch.inference_mode():
+        out_dim = int(model.embed(torch.zeros(1, int(backbone.feature_dim))).shape[1])
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "backbone": {
+            "name": config.backbone,
+            "options": {"weights": str(Path(config.weights).resolve())} if config.weights else {},
+            "describe": describe,
+            "weights_sha256": describe.get("weights_sha256") or describe.get("sha256"),
+        },
+        "preprocessing": {
+            "describe": describe.get("preprocess", describe.get("preprocessing")),
+            **face_policy(backbone),
+        },
+        "head": {
+            "kind": config.head,
+            "embedding_dim": config.embedding_dim,
+            "output_dim": out_dim,
+            "trainable_parameters": int(sum(p.numel() for p in model.head.parameters() if p.requires_grad)),
+            "distance": "euclidean",
+            "distance_formula": "sqrt(max(sum((a-b)^2), 1e-7))",
+            "logistic": {"slope": model.slope, "intercept": model.intercept, "formula": "sigmoid(slope*d + intercept)"},
+        },
+        "threshold": {
+            "value": thresholds["value"],
+            "used": thresholds["used"],
+            "logistic": thresholds.get("logistic"),
+            "validation_best_accuracy": thresholds.get("validation_best_accuracy"),
+            "rule": "same person when distance <= value",
+        },
+        "preset": config.preset,
+        "hyperparameters": dataclasses.asdict(config),
+        "paper_deviations": _paper_deviations(config),
+        "training": summary,
+    }
+    paths.atomic_write_text(run_dir / "model.json", json.dumps(_json_safe(doc), indent=2))
+    final = {k: v for k, v in summary.items() if k.startswith("val_") or k.startswith("initial_")}
+    metrics = {"epochs": history, "final": final, "kept_epoch": summary.get("kept_epoch")}
+    paths.atomic_write_text(run_dir / "metrics.json", json.dumps(_json_safe(metrics), indent=2))
+    title = f"{config.backbone} · {config.head} head · {config.loss} · split by {config.split}"
+    plot_curves(history, run_dir / "curves.png", title=title)
+
+
+def read_model_json(run_dir) -> dict:
+    path = Path(run_dir) / "model.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FacetwinError(f"{path}: no such file (not a facetwin run directory).") from None
+    except (OSError, ValueError) as exc:
+        raise FacetwinError(f"{path}: not readable JSON ({exc}).") from None
+    if doc.get("format") != FORMAT:
+        raise FacetwinError(f"{path}: not a facetwin model description.")
+    return doc
+
+
+def load_siamese(run_dir, backbone=None):
+    """``(siamese, model_json, backbone)`` of a run directory."""
+    from .siamese import Siamese, build_head
+    from .train import make_backbone
+
+    run_dir = Path(run_dir)
+    doc = read_model_json(run_dir)
+    hp = doc["hyperparameters"]
+    if backbone is None:
+        backbone = make_backbone(doc["backbone"]["name"], doc["backbone"]["options"].get("weights"))
+    if json.dumps(backbone.describe(), sort_keys=True, default=str) != json.dumps(
+        doc["backbone"]["describe"], sort_keys=True, default=str
+    ):
+        raise FacetwinError(
+            f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "
+            "(weights or preprocessing differ)."
+        )
+    model = Siamese(build_head(backbone, hp["head"], hp.get("embedding_dim"), seed=hp.get("seed", 0)))
+    path = run_dir / "head.safetensors"
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise FacetwinError(f"{path}: no such file.") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise FacetwinError(f"{path}: not a readable safetensors file ({exc}).") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise FacetwinError(f"{path}: tensors do not match the head described in model.json.") from None
+    model.eval()
+    return model, doc, backbone
+
+
+def load_run(run_dir, backbone=None):
+    """The trained model of ``run_dir`` as a :class:`facetwin.model.Model` (distance "euclidean")."""
+    from .model import Model
+
+    siamese, doc, backbone = load_siamese(run_dir, backbone)
+    description = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "backbone": doc["backbone"]["describe"],
+        "head": doc["head"],
+        "threshold": doc["threshold"],
+        "preset": doc.get("preset"),
+        "trained_on": doc.get("training", {}).get("data", {}).get("dir"),
+    }
+    return Model(
+        backbone=backbone,
+        head=siamese.head,
+        distance="euclidean",
+        threshold=float(doc["threshold"]["value"]),
+        slope=siamese.slope,
+        intercept=siamese.intercept,
+        description=description,
+    )

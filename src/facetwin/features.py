@@ -1,0 +1,192 @@
+"""The trunk-feature cache: the frozen trunk runs once per (image content, backbone, face policy).
+
+A trained head never needs the trunk again: ``extract_features`` returns trunk outputs for a list of
+files, reading them from ``paths.home()/features`` when they were computed before and computing (and
+storing) only the missing ones. The key of one entry is
+
+    sha256(image bytes)  inside a folder named by  sha256(canonical JSON of backbone.describe() + face policy)
+
+so a change of weights, preprocessing, split point or detection/alignment policy never reuses stale
+features. Every image is stored with the face that was used: the detected (largest) face when there is
+one, otherwise the centre crop together with the note ``"no face found: centre crop used"``; what to do
+with face-less photos (error, centre crop, skip) is decided when the features are used, so one cache
+serves every ``--no-face`` policy. Entries are single ``.npz`` files written atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .errors import FacetwinError
+
+CACHE_FORMAT = 1
+NO_FACE_NOTE = "no face found: centre crop used"
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def face_policy(backbone) -> dict:
+    """The detection/alignment policy that (together with ``backbone.describe()``) determines a feature."""
+    spec = backbone.input
+    return {
+        "format": CACHE_FORMAT,
+        "detect": True,
+        "face": "largest",
+        "no_face": "centre crop stored with a note",
+        "crop_size": int(spec.size),
+        "alignment": spec.alignment,
+    }
+
+
+def cache_key(backbone) -> str:
+    """Folder name for one backbone + face policy (sha256 of their canonical JSON, 24 hex digits)."""
+    text = _canonical({"backbone": backbone.describe(), "policy": face_policy(backbone)})
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_dir(backbone) -> Path:
+    """Where this backbone's features live (created, with a ``key.json`` saying what they are)."""
+    folder = paths.home() / "features" / cache_key(backbone)
+    key_file = folder / "key.json"
+    if not key_file.exists():
+        paths.atomic_write_text(
+            key_file,
+            json.dumps({"backbone": backbone.describe(), "policy": face_policy(backbone)}, indent=2, default=str),
+        )
+    return folder
+
+
+@dataclass
+class FeatureSet:
+    """Trunk features of a list of files, row ``i`` for ``files[i]`` (NaN rows where ``ok`` is False)."""
+
+    files: list[str]
+    features: np.ndarray  # (N, feature_dim) float32
+    ok: np.ndarray  # (N,) bool: the file was read and has a feature row
+    no_face: list[str] = field(default_factory=list)  # files whose row is a centre crop (no face was found)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, message): unreadable files
+    computed: int = 0  # rows computed by the trunk in this call
+    cached: int = 0  # rows read from the cache
+    trunk_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def has_face(self) -> np.ndarray:
+        """Bool mask: the row comes from a detected face."""
+        missing = set(self.no_face)
+        return np.array([ok and f not in missing for f, ok in zip(self.files, self.ok, strict=True)], dtype=bool)
+
+
+def _entry_path(folder: Path, digest: str) -> Path:
+    return folder / digest[:2] / f"{digest}.npz"
+
+
+def _read_entry(path: Path) -> tuple[np.ndarray, str] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["feature"].astype(np.float32, copy=False), str(data["note"])
+    except (OSError, KeyError, ValueError, EOFError):
+        return None  # missing or damaged entry: recompute
+
+
+def _write_entry(path: Path, feature: np.ndarray, note: str) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, feature=np.asarray(feature, dtype=np.float32), note=np.array(note))
+    paths.atomic_write_bytes(path, buffer.getvalue())
+
+
+def extract_features(
+    backbone,
+    files: list[str | Path],
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    desc: str = "trunk features",
+) -> FeatureSet:
+    """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal."""
+    from .faces import face_crops  # engineer B's module; imported late so the cache itself stays light
+
+    start = time.perf_counter()
+    names = [str(f) for f in files]
+    folder = cache_dir(backbone)
+    dim = int(backbone.feature_dim)
+    out = np.full((len(names), dim), np.nan, dtype=np.float32)
+    ok = np.zeros(len(names), dtype=bool)
+    notes: list[str] = [""] * len(names)
+    result = FeatureSet(files=names, features=out, ok=ok)
+
+    pending_rows: list[int] = []
+    pending_crops: list[np.ndarray] = []
+    pending_keys: list[Path] = []
+
+    def flush() -> None:
+        if not pending_rows:
+            return
+        feats = np.asarray(backbone.trunk(np.stack(pending_crops)), dtype=np.float32)
+        result.trunk_calls += 1
+        if feats.shape != (len(pending_rows), dim):
+            raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
+        for row, key, feat in zip(pending_rows, pending_keys, feats, strict=True):
+            out[row] = feat
+            ok[row] = True
+            _write_entry(key, feat, notes[row])
+        result.computed += len(pending_rows)
+        pending_rows.clear()
+        pending_crops.clear()
+        pending_keys.clear()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(names), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+    try:
+        for row, name in enumerate(names):
+            try:
+                data = Path(name).read_bytes()
+            except OSError as exc:
+                result.failed.append((name, f"{name}: cannot read the file ({exc.strerror or exc})."))
+                if bar is not None:
+                    bar.update(1)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            key = _entry_path(folder, digest)
+            entry = _read_entry(key) if key.exists() else None
+            if entry is not None and entry[0].shape == (dim,):
+                out[row], notes[row] = entry
+                ok[row] = True
+                result.cached += 1
+            else:
+                try:
+                    crops = face_crops(data, backbone.input, detect=True, no_face="center", name=name)
+                except FacetwinError as exc:
+                    result.failed.append((name, str(exc)))
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                crop = crops[0]
+                notes[row] = NO_FACE_NOTE if crop.face is None else "detected"
+                pending_rows.append(row)
+                pending_crops.append(crop.crop)
+                pending_keys.append(key)
+                if len(pending_rows) >= batch_size:
+                    flush()
+            if bar is not None:
+                bar.update(1)
+        flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    result.no_face = [names[i] for i in range(len(names)) if ok[i] and notes[i] == NO_FACE_NOTE]
+    result.seconds = time.perf_counter() - start
+    return result
