@@ -1,6 +1,7 @@
 """facetwin: face verification and recognition by VGG-Face transfer learning and a Siamese network."""
 
 from .errors import FacetwinError
+from .train import train
 
 __version__ = "0.1.0"
-__all__ = ["FacetwinError", "__version__"]
+__all__ = ["FacetwinError", "__version__", "train"]

@@ -44,6 +44,8 @@ def _paper_deviations(config) -> list[str]:
         notes.append("pairs drawn afresh every epoch (the paper: one draw)")
     if config.keep != "final":
         notes.append("kept the epoch with the best validation AUC (the paper: the last epoch)")
+    if config.precision == "bf16":
+        notes.append("head matrix products in bfloat16 autocast (float32 master weights and Adam state)")
     if config.backbone != "vggface":
         notes.append(f"backbone {config.backbone} with a {config.head} head (the paper: VGG-Face fc8 + tanh)")
     return notes

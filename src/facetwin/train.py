@@ -81,7 +81,7 @@ class TrainConfig:
     head: str | None = None  # pretrained | residual
     keep: str | None = None  # best (validation AUC, epoch 0 included) | final
     no_face: str = "center"
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the head's matrix products)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
     threads: int = 2
 
@@ -113,8 +113,13 @@ class TrainConfig:
             raise FacetwinError(f"unknown optimizer '{c.optimizer}'; choose adam or adamw.")
         if c.keep not in ("best", "final"):
             raise FacetwinError(f"unknown keep rule '{c.keep}'; choose best or final.")
-        if c.precision not in ("fp32", "bf16"):
-            raise FacetwinError(f"unknown precision '{c.precision}'; choose fp32 or bf16.")
+        if c.precision not in ("auto", "fp32", "bf16"):
+            raise FacetwinError(f"unknown precision '{c.precision}'; choose auto, fp32 or bf16.")
+        if c.precision == "auto":
+            # Measured on this project's 2-core AVX-512-BF16 machine: a vggface step took 30.6 ms in fp32 and
+            # 35.4 ms under bf16 autocast (the per-step casts of the 10.7 M fc8 weights and their gradient cost
+            # more than the faster matrix products save), so auto means fp32; bf16 stays available.
+            c.precision = "fp32"
         if not (0.0 <= c.val_fraction < 1.0):
             raise FacetwinError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
         if c.epochs < 0 or c.batch_size < 1 or c.lr <= 0:
