@@ -3,6 +3,9 @@
 ``auto`` picks bf16 when the CPU advertises AMX-BF16 or AVX-512 BF16 (``amx_bf16`` / ``avx512_bf16`` in
 ``/proc/cpuinfo``, or PyTorch's own ``AVX512_BF16``/``AMX`` capability); on other CPUs bf16 would be
 emulated and slower than float32, so ``auto`` means fp32 there. ``fp32`` and ``bf16`` force the choice.
+
+What "bf16" means is up to each backbone: VGG-Face keeps its first layers, where rounding errors are
+amplified most, in float32 (``bf16``) unless asked for bf16 everywhere (``bf16-all``, fastest, least exact).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 
 from .errors import FacetwinError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-all")
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -44,7 +47,7 @@ def native_bf16() -> bool:
 
 
 def resolve(precision: str = "auto") -> str:
-    """``"fp32"`` or ``"bf16"`` for a requested ``auto|fp32|bf16``."""
+    """``"fp32"``, ``"bf16"`` or ``"bf16-all"`` for a requested ``auto|fp32|bf16|bf16-all``."""
     if precision not in PRECISIONS:
         raise FacetwinError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}.")
     if precision == "auto":
@@ -53,8 +56,8 @@ def resolve(precision: str = "auto") -> str:
 
 
 def dtype(precision: str) -> torch.dtype:
-    """The torch dtype of a resolved precision."""
-    return torch.bfloat16 if resolve(precision) == "bf16" else torch.float32
+    """The torch dtype of the low-precision layers of a resolved precision."""
+    return torch.float32 if resolve(precision) == "fp32" else torch.bfloat16
 
 
 def configure_cpu() -> None:

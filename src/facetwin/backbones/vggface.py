@@ -240,7 +240,8 @@ class Stack(nn.Module):
     """A run of deepface layers ``start..stop`` (inclusive) executed in order.
 
     ZeroPad followed by Conv runs as one padded convolution (same numbers, no padded copy). Maps are kept
-    channels-last. With ``flat_output`` the result is flattened per image in NHWC order.
+    channels-last. Layers may hold different dtypes (mixed precision): the input of a weighted layer is
+    cast to its weight's dtype. With ``flat_output`` the result is flattened per image in NHWC order.
     """
 
     def __init__(self, layers: list[nn.Module], start: int, *, flat_output: bool = False, prefix=None) -> None:
@@ -260,9 +261,12 @@ class Stack(nn.Module):
         while i < len(layers):
             layer = layers[i]
             if isinstance(layer, ZeroPad) and i + 1 < len(layers) and isinstance(layers[i + 1], Conv):
-                x = layers[i + 1](x, padding=1)
+                conv = layers[i + 1]
+                x = conv(x if x.dtype == conv.weight.dtype else x.to(conv.weight.dtype), padding=1)
                 i += 2
                 continue
+            if isinstance(layer, (Conv, Dense)) and x.dtype != layer.weight.dtype:
+                x = x.to(layer.weight.dtype)
             x = layer(x)
             i += 1
         if self.flat_output and x.dim() == 4:

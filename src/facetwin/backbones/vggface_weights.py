@@ -166,6 +166,9 @@ def _write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dic
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,168 @@
+"""The paper's backbone: deepface's VGG-Face as a facetwin :class:`~facetwin.backbones.base.Backbone`.
+
+Trunk = deepface layers ``0..split`` (default 34: fc7 relu, 4096-d), frozen and batched; the pretrained
+head = layers ``split+1..`` up to the chosen ``layer``:
+
+- ``paper`` (default): ``tanh(fc8(.))``, 2622-d, the paper's extractor (tanh on every head layer);
+- ``fc8``: fc8 linear, 2622-d;
+- ``fc7``: the 4096-d relu output of fc7 itself (with split 34 the head is the identity).
+
+Preprocessing (crops arrive as RGB uint8, resized to 224×224 if needed with a plain bilinear resize):
+
+- ``deepface`` (the paper's pipeline in deepface 2021): BGR, divided by 255, no mean subtraction;
+- ``vggface`` (the original VGG-Face): BGR at 0–255 minus the mean pixel B 93.5940, G 104.7624, R 129.1863.
+
+Precision: ``fp32``; ``bf16`` (layers from conv4_1 on in bfloat16, the first three blocks in float32:
+agreement with float32 at cosine >= 0.999 on the parity fixture); ``bf16-all`` (every layer in bfloat16,
+fastest, cosine about 0.99 on that fixture); ``auto`` = ``bf16`` on CPUs with native bf16, else ``fp32``.
+
+No calibrated threshold exists: the real VGG-Face weights are not on the machine this was built on, so
+``calibration.threshold`` is NaN; verification with this backbone needs a trained run or an explicit
+threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import precision as _precision
+from ..errors import FacetwinError
+from . import vggface as V
+from . import vggface_weights as W
+from .base import Backbone, Calibration, InputSpec
+
+PREPROCESS = ("deepface", "vggface")
+LAYER_CHOICES = {"paper": (V.EMBEDDING_INDEX, "tanh"), "fc8": (V.EMBEDDING_INDEX, None), "fc7": (34, None)}
+VGGFACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
+BATCH_SIZE = 16
+# precision "bf16": layers from this deepface index on run in bfloat16 (block 4 onward), the ones before in
+# float32. On the Keras parity fixture, bf16 everywhere gives cosine 0.991 to float32 (rounding errors of the
+# first blocks are amplified by every later layer); float32 through block 3 gives 0.9994.
+BF16_FROM = 17
+
+
+def preprocess(crops: np.ndarray, mode: str = "deepface", size: int = V.INPUT_SIZE) -> torch.Tensor:
+    """RGB uint8 crops ``(N, H, W, 3)`` → float32 BGR ``(N, 3, size, size)`` in channels-last layout."""
+    if mode not in PREPROCESS:
+        raise FacetwinError(f"unknown preprocessing '{mode}'; choose one of: {', '.join(PREPROCESS)}.")
+    crops = np.asarray(crops)
+    if crops.ndim == 3:
+        crops = crops[None]
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        raise FacetwinError(
+            f"VGG-Face expects RGB uint8 crops of shape (N, H, W, 3), got {crops.dtype} {tuple(crops.shape)}."
+        )
+    if crops.shape[1:3] != (size, size):
+        import cv2
+
+        crops = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+    bgr = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).float()
+    if mode == "deepface":
+        bgr /= 255.0
+    else:
+        bgr -= torch.tensor(VGGFACE_MEAN_BGR, dtype=torch.float32)
+    return bgr.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels-last
+
+
+class VGGFaceBackbone(Backbone):
+    """deepface's VGG-Face, fast on a CPU (channels-last, fc layers as matrix products, bf16 where native)."""
+
+    name = "vggface"
+    input = InputSpec(V.INPUT_SIZE, "vggface")
+    distance = "euclidean"
+    calibration = Calibration(threshold=float("nan"), slope=float("nan"), intercept=float("nan"))
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        layer: str = "paper",
+        preprocess: str = "deepface",
+        precision: str = "auto",
+        split: int = V.PAPER_SPLIT,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        if layer not in LAYER_CHOICES:
+            raise FacetwinError(f"unknown VGG-Face layer '{layer}'; choose one of: {', '.join(LAYER_CHOICES)}.")
+        if preprocess not in PREPROCESS:
+            raise FacetwinError(f"unknown preprocessing '{preprocess}'; choose one of: {', '.join(PREPROCESS)}.")
+        end, activation = LAYER_CHOICES[layer]
+        if not 0 <= int(split) <= end:
+            raise FacetwinError(
+                f"VGG-Face split {split} does not fit layer '{layer}': choose a deepface index 0..{end}."
+            )
+        self.layer = layer
+        self.preprocess = preprocess
+        self.split = int(split)
+        self.batch_size = max(1, int(batch_size))
+        self.precision = _precision.resolve(precision)
+        _precision.configure_cpu()
+
+        loaded = W.load(weights)
+        self.weights_sha256 = loaded.sha256
+        self.weights_path = str(loaded.path)
+        network = V.VGGFace()
+        network.load_state_dict(loaded.state_dict)
+        network.eval().requires_grad_(False)
+        trunk, head = network.split(self.split, head_activation=activation, end=end)
+        self._head = head.float().eval()  # kept in float32: the pretrained head is also a trainer's start
+        self.bf16_from = {"fp32": None, "bf16": BF16_FROM, "bf16-all": 0}[self.precision]
+        if self.bf16_from is not None:
+            for index, module in zip(range(trunk.start, trunk.stop + 1), trunk.layers, strict=True):
+                if index >= self.bf16_from:
+                    module.to(torch.bfloat16)
+        self._trunk = trunk.eval()
+        self.feature_dim = V.feature_dim(self.split)
+        self.embedding_dim = V.feature_dim(end)
+        del network, loaded
+
+    def trunk(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        out = np.empty((len(crops), self.feature_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                batch = preprocess(crops[start : start + self.batch_size], self.preprocess)
+                out[start : start + len(batch)] = self._trunk(batch).float().numpy()
+        return out
+
+    def trunk_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features for an already preprocessed float batch ``(N, 3, 224, 224)`` (BGR), float32 out."""
+        with torch.inference_mode():
+            return self._trunk(x.float()).float()
+
+    def pretrained_head(self) -> torch.nn.Module:
+        import copy
+
+        head = copy.deepcopy(self._head).float()
+        for param in head.parameters():
+            param.requires_grad_(True)
+        return head.eval()
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        features = self.trunk(crops)
+        with torch.inference_mode():
+            return self._head(torch.from_numpy(features)).float().numpy()
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "preprocess": self.preprocess,
+            "split": self.split,
+            "layer": self.layer,
+            "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "input": {"size": self.input.size, "alignment": self.input.alignment},
+            "trunk_precision": self.precision if self.bf16_from is None else f"{self.precision}@{self.bf16_from}",
+        }
+
+    def __repr__(self) -> str:
+        threshold = "uncalibrated" if math.isnan(self.calibration.threshold) else self.calibration.threshold
+        return (
+            f"VGGFaceBackbone(layer={self.layer!r}, preprocess={self.preprocess!r}, split={self.split}, "
+            f"precision={self.precision!r}, weights={self.weights_sha256[:12]}, threshold={threshold})"
+        )
