@@ -256,7 +256,8 @@ def load(weights: str | Path | None = None) -> LoadedWeights:
                 json.loads(_safetensors_header(path))
             except (ValueError, OSError):
                 raise FacetwinError(
-                    f"{path} is neither an HDF5 file (deepface's vgg_face_weights.h5) nor facetwin safetensors."
+                    f"{path} is not an HDF5 file (expected deepface's vgg_face_weights.h5, "
+                    "or weights converted by facetwin)."
                 ) from None
             return load_safetensors(path)
     digest = sha256_file(path)
