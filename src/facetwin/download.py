@@ -31,9 +31,9 @@ def _hint(url: str, dest: Path, hint: str | None) -> str:
 def _total_from_headers(response, offset: int) -> int | None:
     content_range = response.headers.get("Content-Range")
     if content_range:
-        match = re.match(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", content_range)
-        if match and match.group(3) != "*":
-            return int(match.group(3))
+        match = re.match(r"bytes\s+(?:\d+-\d+|\*)/(\d+)", content_range)
+        if match:
+            return int(match.group(1))
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit():
         return int(length) + offset
