@@ -61,6 +61,11 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         data = np.asarray(img, dtype=np.float64)
         gray = np.clip(data, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "LAB":  # Pillow's plain convert() copies L*a*b* channels as if they were RGB
+        from PIL import ImageCms
+
+        transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return np.ascontiguousarray(np.asarray(ImageCms.applyTransform(img, transform), dtype=np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
