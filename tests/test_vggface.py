@@ -37,6 +37,12 @@ def state(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The fixture converted once to safetensors for this module (backbones load it without reconverting)."""
+    return str(W.convert(need(H5), tmp_path_factory.mktemp("vggface") / "fixture.safetensors").path)
+
+
+@pytest.fixture(scope="module")
 def network(state):
     model = V.VGGFace()
     model.load_state_dict(state)
@@ -114,8 +120,8 @@ def test_paper_extractor_parity_and_splits(network, parity):
     assert not torch.equal(next(head.parameters()), network.layers[35].weight)
 
 
-def test_backbone_parity_fp32_and_bf16_agreement(parity, facetwin_home):
-    fp32 = get_backbone("vggface", weights=str(need(H5)), precision="fp32")
+def test_backbone_parity_fp32_and_bf16_agreement(parity, converted):
+    fp32 = get_backbone("vggface", weights=converted, precision="fp32")
     x = _nchw(parity)
     f32 = fp32.trunk_preprocessed(x).numpy()
     np.testing.assert_allclose(f32, parity["fc7_relu"], atol=TOL, rtol=0)
@@ -123,7 +129,7 @@ def test_backbone_parity_fp32_and_bf16_agreement(parity, facetwin_home):
         e32 = fp32.pretrained_head()(torch.from_numpy(f32)).numpy()
     np.testing.assert_allclose(e32, parity["paper_tanh_extractor"], atol=TOL, rtol=0)
     del fp32
-    bf16 = get_backbone("vggface", weights=str(H5), precision="bf16")
+    bf16 = get_backbone("vggface", weights=converted, precision="bf16")
     fb = bf16.trunk_preprocessed(x).numpy()
     with torch.inference_mode():
         eb = bf16.pretrained_head()(torch.from_numpy(fb)).numpy()
@@ -132,14 +138,14 @@ def test_backbone_parity_fp32_and_bf16_agreement(parity, facetwin_home):
     assert bf16.describe()["trunk_precision"] != "fp32"  # the feature-cache key tells precisions apart
 
 
-def test_embed_from_uint8_crops_and_layers(parity, facetwin_home):
+def test_embed_from_uint8_crops_and_layers(parity, converted):
     crops = np.clip(np.rint(parity["input_bgr01"][..., ::-1] * 255.0), 0, 255).astype(np.uint8)  # RGB uint8
-    backbone = get_backbone("vggface", weights=str(need(H5)), layer="fc8", precision="fp32", batch_size=3)
+    backbone = get_backbone("vggface", weights=converted, layer="fc8", precision="fp32", batch_size=3)
     emb = backbone.embed(crops)
     assert emb.shape == (4, 2622) and emb.dtype == np.float32
     # uint8 quantisation of the input moves outputs a little; the answer is still Keras' within rounding.
     assert _cosine(emb, parity["fc8_linear"]).min() > 0.99
-    fc7 = get_backbone("vggface", weights=str(H5), layer="fc7", precision="fp32")
+    fc7 = get_backbone("vggface", weights=converted, layer="fc7", precision="fp32")
     assert fc7.feature_dim == fc7.embedding_dim == 4096
     np.testing.assert_allclose(fc7.embed(crops), backbone.trunk(crops), atol=1e-5)
     d = backbone.describe()
@@ -148,9 +154,9 @@ def test_embed_from_uint8_crops_and_layers(parity, facetwin_home):
     assert backbone.distance == "euclidean" and backbone.input.size == 224
     assert np.isnan(backbone.calibration.threshold)
     with pytest.raises(FacetwinError, match="split"):
-        get_backbone("vggface", weights=str(H5), layer="fc7", split=35)
+        get_backbone("vggface", weights=converted, layer="fc7", split=35)
     with pytest.raises(FacetwinError, match="layer"):
-        get_backbone("vggface", weights=str(H5), layer="fc9")
+        get_backbone("vggface", weights=converted, layer="fc9")
 
 
 def test_preprocessing_modes():

@@ -103,8 +103,9 @@ class VGGFaceBackbone(Backbone):
         loaded = W.load(weights)
         self.weights_sha256 = loaded.sha256
         self.weights_path = str(loaded.path)
-        network = V.VGGFace()
-        network.load_state_dict(loaded.state_dict)
+        with torch.device("meta"):  # no second copy of the 580 MB of weights: adopt the loaded tensors
+            network = V.VGGFace()
+        network.load_state_dict(loaded.state_dict, assign=True)
         network.eval().requires_grad_(False)
         trunk, head = network.split(self.split, head_activation=activation, end=end)
         self._head = head.float().eval()  # kept in float32: the pretrained head is also a trainer's start
