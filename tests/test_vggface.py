@@ -113,7 +113,8 @@ def test_paper_extractor_parity_and_splits(network, parity):
             assert features.shape == (4, V.feature_dim(k))
             np.testing.assert_allclose(head(features).numpy(), parity["fc8_linear"], atol=TOL, rtol=0)
     # The head is an independent, trainable copy: training it leaves the network untouched.
-    _, head = network.split(34)
+    trunk, head = network.split(34)
+    assert not trunk.training and not head.training  # same mode as the (eval) network: no dropout at inference
     assert all(p.requires_grad for p in head.parameters())
     with torch.no_grad():
         next(head.parameters()).add_(1.0)
@@ -257,6 +258,12 @@ def test_broken_files_get_one_sentence(tmp_path, facetwin_home):
     message = str(info.value)
     assert "'conv2d_3'" in message and "conv2_2" in message
     assert "(3, 3, 128, 64)" in message and "expected (3, 3, 128, 128)" in message
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(FacetwinError, match="not a Keras weights file"):
+        W.load(other)
 
     assert not list((facetwin_home / "weights").glob("*.safetensors"))  # nothing half-converted left behind
 

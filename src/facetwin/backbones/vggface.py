@@ -322,7 +322,7 @@ class VGGFace(nn.Module):
             raise ValueError(f"head end must be a deepface index 0..{EMBEDDING_INDEX}, got {end}")
         if head_activation is not None and head_activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {head_activation!r}")
-        trunk = self.stack(0, k, flat_output=True)
+        trunk = self.stack(0, k, flat_output=True).train(self.training)
         if k >= end:
             return trunk, nn.Identity()
         layers = [copy.deepcopy(layer) for layer in self.layers[k + 1 : end + 1]]
@@ -331,7 +331,7 @@ class VGGFace(nn.Module):
                 layer.activation = head_activation
         shape = output_shape(k)
         prefix = [Unflatten(shape)] if len(shape) == 3 else None
-        head = Stack(layers, k + 1, prefix=prefix)
+        head = Stack(layers, k + 1, prefix=prefix).train(self.training)
         for param in head.parameters():
             param.requires_grad_(True)
         return trunk, head
