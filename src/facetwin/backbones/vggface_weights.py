@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,6 @@ def read_keras_h5(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     size = path.stat().st_size
     try:
         with h5py.File(path, "r") as handle:
-            eof = handle.id.get_filesize()
             root = handle["model_weights"] if "model_weights" in handle else handle
             if "layer_names" not in root.attrs:
                 raise FacetwinError(
@@ -133,8 +133,10 @@ def read_keras_h5(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         text = str(exc)
-        if "truncated" in text or size < locals().get("eof", 0):
-            raise FacetwinError(f"{path} is truncated ({size:,} bytes; the HDF5 file is incomplete).") from None
+        if "truncated" in text:
+            stored = re.search(r"stored_eof\s*=\s*(\d+)", text)
+            expected = f" of the {int(stored.group(1)):,} it declares" if stored else ""
+            raise FacetwinError(f"{path} is truncated: it holds {size:,} bytes{expected}.") from None
         raise FacetwinError(f"{path} is damaged or truncated: HDF5 could not read it ({text}).") from None
     for name, kernel, bias in result:
         if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
