@@ -183,3 +183,27 @@ def test_cli_fetch_vggface_from_loopback(server, payload, tmp_path, facetwin_hom
     assert W.load(None).sha256 == _sha(payload)
     listing = subprocess.run([*run, "weights", "list"], capture_output=True, text=True, env=env)
     assert "present" in listing.stdout and _sha(payload) in listing.stdout
+    again = subprocess.run(
+        [*run, "weights", "fetch", "vggface", "--url", server.url, "--quiet"], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == 0 and "already present" in again.stdout and len(server.requests) == 2
+
+
+def test_cli_fetch_interrupted_is_listed_and_resumed(server, payload, facetwin_home):
+    # Each request breaks after this many bytes: 4 attempts (1 + 3 retries) leave 1,000,000 bytes behind;
+    # the next command resumes at 1,000,000, breaks once more after 500,000 and resumes again by itself.
+    server.drop_after = [100_000, 200_000, 300_000, 400_000, 500_000]
+    env = {"FACETWIN_HOME": str(facetwin_home), "PATH": ""}
+    run = [sys.executable, "-c", "import sys; from facetwin.cli import main; sys.exit(main(sys.argv[1:]))"]
+    first = subprocess.run(
+        [*run, "weights", "fetch", "vggface", "--url", server.url, "--quiet"], capture_output=True, text=True, env=env
+    )
+    assert first.returncode == 2 and "run the same command again to resume" in first.stderr
+    listing = subprocess.run([*run, "weights", "list"], capture_output=True, text=True, env=env).stdout
+    assert "absent" in listing and "partial download: 1,000,000 bytes" in listing
+    second = subprocess.run(
+        [*run, "weights", "fetch", "vggface", "--url", server.url, "--quiet"], capture_output=True, text=True, env=env
+    )
+    assert second.returncode == 0, second.stderr
+    assert server.requests[-2:] == ["bytes=1000000-", "bytes=1500000-"]
+    assert W.load(None).sha256 == _sha(payload)

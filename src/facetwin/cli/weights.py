@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     p_fetch.add_argument("--url", help="download from this URL instead of the release URL")
     p_fetch.add_argument("--keep", type=Path, help="also keep the downloaded source file here")
     p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_fetch.add_argument("--force", action="store_true", help="download again even if the weights are present")
     p_fetch.set_defaults(func=_fetch)
 
     p_import = sub.add_parser(
@@ -58,6 +59,9 @@ def entries() -> list[dict]:
             row["sha256"] = meta.get("source_sha256")
         except Exception:  # a damaged file shows as present without a digest
             row["sha256"] = None
+    part = W.weights_dir() / "vgg_face_weights.h5.part"
+    if part.is_file():
+        row["partial_download"] = {"path": str(part), "bytes": part.stat().st_size}
     rows.append(row)
     try:  # the ONNX assets of other backbones, when their module offers a listing
         from .. import assets  # type: ignore[attr-defined]
@@ -79,6 +83,10 @@ def _list(args: argparse.Namespace) -> int:
         state = "present" if row.get("present") else "absent"
         digest = row.get("sha256") or "-"
         print(f"{row['name']:<10} {state:<8} {digest}  {row['where']}")
+        if row.get("partial_download"):
+            partial = row["partial_download"]
+            print(f"           partial download: {partial['bytes']:,} bytes in {partial['path']} "
+                  "(`facetwin weights fetch vggface` resumes it)")
         if not row.get("present") and row["name"] == "vggface":
             print("           get it with `facetwin weights fetch vggface` or `facetwin weights import vggface FILE`")
     return 0
@@ -89,6 +97,9 @@ def _fetch(args: argparse.Namespace) -> int:
     from ..backbones import vggface_weights as W
 
     url = args.url or W.WEIGHTS_URL
+    if W.default_path().is_file() and not args.force:
+        print(f"vggface: already present in {W.default_path()} (use --force to download again)")
+        return 0
     # The partial file lives in the cache (or beside --keep) so a second `fetch` resumes it.
     target = args.keep or W.weights_dir() / "vgg_face_weights.h5"
     download.fetch(url, target, verify=W.check_h5, progress=not args.quiet, hint=W.IMPORT_HINT)
