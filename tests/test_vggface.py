@@ -154,6 +154,8 @@ def test_embed_from_uint8_crops_and_layers(parity, converted):
     assert (d["layer"], d["split"], d["preprocess"]) == ("fc8", 34, "deepface")
     assert backbone.distance == "euclidean" and backbone.input.size == 224
     assert np.isnan(backbone.calibration.threshold)
+    rebuilt = get_backbone("vggface", **backbone.options())
+    assert rebuilt.describe() == d
     with pytest.raises(FacetwinError, match="split"):
         get_backbone("vggface", weights=converted, layer="fc7", split=35)
     with pytest.raises(FacetwinError, match="layer"):

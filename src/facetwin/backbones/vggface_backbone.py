@@ -161,6 +161,16 @@ class VGGFaceBackbone(Backbone):
             "trunk_precision": self.precision if self.bf16_from is None else f"{self.precision}@{self.bf16_from}",
         }
 
+    def options(self) -> dict:
+        """Keyword arguments that rebuild this backbone with ``get_backbone("vggface", **options)``."""
+        return {
+            "weights": self.weights_path,
+            "layer": self.layer,
+            "preprocess": self.preprocess,
+            "precision": self.precision,
+            "split": self.split,
+        }
+
     def __repr__(self) -> str:
         threshold = "uncalibrated" if math.isnan(self.calibration.threshold) else self.calibration.threshold
         return (
