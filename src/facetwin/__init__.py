@@ -1,7 +1,8 @@
 """facetwin: face verification and recognition by VGG-Face transfer learning and a Siamese network."""
 
 from .errors import FacetwinError
+from .model import Model, Verification, load
 from .train import train
 
 __version__ = "0.1.0"
-__all__ = ["FacetwinError", "__version__", "train"]
+__all__ = ["FacetwinError", "Model", "Verification", "__version__", "load", "train"]

@@ -1,0 +1,119 @@
+"""From a photo to the aligned face crop(s) a backbone expects, with explicit, reported policies.
+
+- a face is found → ``note="detected"`` (several faces: the largest, or all with ``all_faces=True``);
+- no face → :class:`FacetwinError` naming the file (``no_face="error"``, the default), or a centred square
+  crop resized to the backbone's size with ``note="no face found: centre crop used"`` (``no_face="center"``);
+- ``detect=False`` → the whole image resized to the crop size, ``note="whole image (no detection)"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .align import align
+from .backbones.base import InputSpec
+from .detect import Face, detect_faces
+from .errors import FacetwinError
+from .io import load_image
+
+NOTE_DETECTED = "detected"
+NOTE_CENTRE = "no face found: centre crop used"
+NOTE_WHOLE = "whole image (no detection)"
+NO_FACE_POLICIES = ("error", "center")
+
+
+@dataclass
+class FaceCrop:
+    """One aligned crop and where it came from."""
+
+    source: str
+    crop: np.ndarray  # (S, S, 3) RGB uint8
+    face: Face | None  # None when no detected face was used
+    note: str
+
+    def to_dict(self) -> dict:
+        """JSON-able description (no pixels): file, box, score, landmarks, note."""
+        out = {"file": self.source, "box": None, "score": None, "note": self.note}
+        if self.face is not None:
+            out.update(self.face.to_dict())
+        return out
+
+
+def _label(image, name: str | None) -> str:
+    if name:
+        return str(name)
+    if isinstance(image, str | Path):
+        return str(image)
+    if isinstance(image, bytes | bytearray):
+        return "the uploaded image"
+    return "the image"
+
+
+def _as_rgb(image, label: str) -> np.ndarray:
+    if isinstance(image, str | Path | bytes):
+        return load_image(image, name=label)
+    if isinstance(image, bytearray):
+        return load_image(bytes(image), name=label)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[:, :, :3]
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise FacetwinError(f"{label}: expected an RGB image array (H, W, 3), got shape {tuple(arr.shape)}.")
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(arr)
+    raise FacetwinError(f"{label}: not an image (expected a file path, bytes or an RGB array).")
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The centred square of the shorter side, resized to ``size``."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return _resize(image[y0 : y0 + side, x0 : x0 + side], size)
+
+
+def face_crops(
+    image,
+    spec: InputSpec,
+    *,
+    detect: bool = True,
+    no_face: str = "error",
+    all_faces: bool = False,
+    name: str | None = None,
+) -> list[FaceCrop]:
+    """Aligned crops of ``image`` (path, bytes or RGB array) for a backbone's ``InputSpec``; >= 1 crop or an error."""
+    if no_face not in NO_FACE_POLICIES:
+        raise FacetwinError(f"unknown no-face policy '{no_face}'; choose one of: {', '.join(NO_FACE_POLICIES)}.")
+    label = _label(image, name)
+    rgb = _as_rgb(image, label)
+    if not detect:
+        return [FaceCrop(label, _resize(rgb, spec.size), None, NOTE_WHOLE)]
+    faces = detect_faces(rgb)
+    if not faces:
+        if no_face == "center":
+            return [FaceCrop(label, centre_crop(rgb, spec.size), None, NOTE_CENTRE)]
+        h, w = rgb.shape[:2]
+        raise FacetwinError(
+            f"{label}: no face found in the {w}×{h} image (use --no-face center to use a centred crop instead)."
+        )
+    chosen = faces if all_faces else faces[:1]
+    return [FaceCrop(label, align(rgb, face, spec.alignment, spec.size), face, NOTE_DETECTED) for face in chosen]
+
+
+__all__ = ["FaceCrop", "face_crops", "centre_crop", "NOTE_DETECTED", "NOTE_CENTRE", "NOTE_WHOLE"]
