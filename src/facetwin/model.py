@@ -45,7 +45,7 @@ class Verification:
             "same": bool(self.same),
             "distance": float(self.distance),
             "threshold": float(self.threshold),
-            "probability": float(self.probability),
+            "probability": float(self.probability) if math.isfinite(self.probability) else None,
             "distance_kind": self.distance_kind,
             "faces": self.faces,
         }

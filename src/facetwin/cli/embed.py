@@ -1,5 +1,130 @@
-"""`facetwin embed`: placeholder until its issue lands (a helper replaces this file)."""
+"""`facetwin embed IMAGE...`: face embeddings of photos (detection + alignment + backbone + head)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FacetwinError
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = True) -> None:
+    """``--backbone NAME | --model RUN_DIR`` and the backbone options (shared by embed and verify)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--backbone", metavar="NAME", help="plain pretrained backbone: sface (default) or vggface")
+    which.add_argument("--model", metavar="RUN_DIR", help="a trained run directory (facetwin train --out RUN_DIR)")
+    if backbone_flags:
+        p.add_argument("--weights", metavar="FILE", help="vggface: weights file (.h5 or converted .safetensors)")
+        p.add_argument("--layer", choices=["paper", "fc7", "fc8"], help="vggface: embedding layer (default paper)")
+        p.add_argument("--preprocess", choices=["deepface", "vggface"], help="vggface: input normalisation")
+        p.add_argument(
+            "--precision", choices=["auto", "fp32", "bf16"], help="trunk precision (default auto: measured choice)"
+        )
+    p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
+
+
+def model_from_args(args: argparse.Namespace):
+    """The :class:`facetwin.model.Model` the arguments ask for."""
+    from ..model import load
+
+    options = {}
+    for key in ("weights", "layer", "preprocess", "precision"):
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = value
+    threshold = getattr(args, "threshold", None)
+    if args.model:
+        if options:
+            flags = ", ".join(f"--{k}" for k in options)
+            raise FacetwinError(
+                f"{args.model}: a trained run fixes its backbone, so {flags} cannot be used with --model."
+            )
+        return load(args.model, threshold=threshold)
+    name = args.backbone or "sface"
+    if name == "sface":
+        extra = sorted(set(options) - {"precision"})
+        if extra:
+            flags = ", ".join(f"--{k}" for k in extra)
+            raise FacetwinError(f"backbone sface takes no {flags} option (these are for vggface).")
+    return load(name, threshold=threshold, **options)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    from ..paths import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _run(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    crops, rows = [], []
+    for image in args.images:
+        found = model.face_crops(image, detect=not args.no_detect, no_face=args.no_face, all_faces=args.all_faces)
+        for crop in found:
+            crops.append(crop.crop)
+            rows.append(crop)
+    embeddings = model.embed_crops(np.stack(crops)).astype(np.float32)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".npy":
+            raise FacetwinError(f"{out}: the output file must end in .npy.")
+        _save_npy(out, embeddings)
+    backbone = model.backbone.describe()
+    if args.json:
+        doc = {
+            "backbone": backbone.get("name", model.backbone.name),
+            "layer": backbone.get("layer"),
+            "model": str(Path(args.model).resolve()) if args.model else None,
+            "fingerprint": model.fingerprint,
+            "distance": model.distance,
+            "embeddings": [[round(float(v), 7) for v in row] for row in embeddings],
+            "files": [c.source for c in rows],
+            "faces": [c.to_dict() for c in rows],
+        }
+        if args.out:
+            doc["out"] = str(Path(args.out).resolve())
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    what = f"run {args.model}" if args.model else f"backbone {model.backbone.name}"
+    print(f"{len(rows)} embedding(s) of {embeddings.shape[1]} values ({what}, {model.distance} distance)")
+    for i, crop in enumerate(rows):
+        if crop.face is not None:
+            x, y, w, h = crop.face.box
+            where = f"face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {crop.face.score:.2f})"
+        else:
+            where = crop.note
+        head = ", ".join(f"{v:+.3f}" for v in embeddings[i, :4])
+        print(f"[{i}] {crop.source}: {where}; [{head}, ...]")
+    if args.out:
+        print(f"saved {embeddings.shape[0]}×{embeddings.shape[1]} float32 array to {args.out}")
+    return 0
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("embed", help="(in progress)")
+    p = subparsers.add_parser(
+        "embed",
+        help="face embeddings of photos",
+        description="Detect the face in each photo (the largest, or every face with --all-faces), align it for "
+        "the backbone and print or save its embedding.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (JPEG, PNG, WEBP, PGM, ...)")
+    add_model_arguments(p)
+    p.add_argument("--no-detect", action="store_true", help="use the whole image, resized, without detection")
+    p.add_argument(
+        "--no-face", choices=["error", "center"], default="error",
+        help="when no face is found: stop with an error (default) or use a centred crop",
+    )
+    p.add_argument("--all-faces", action="store_true", help="one embedding per detected face (default: the largest)")
+    p.add_argument("--out", metavar="FILE.npy", help="save the (N, D) float32 embeddings as a .npy file")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object: backbone, layer, embeddings, files, faces"
+    )
+    p.set_defaults(func=_run)

@@ -1,5 +1,55 @@
-"""`facetwin verify`: placeholder until its issue lands (a helper replaces this file)."""
+"""`facetwin verify IMAGE_A IMAGE_B`: same person or not, with the distance, threshold and probability."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .embed import add_model_arguments, model_from_args
+
+
+def _face_line(label: str, face: dict) -> str:
+    if face.get("box") is None:
+        return f"  {label}: {face['file']}: {face['note']}"
+    x, y, w, h = face["box"]
+    return f"  {label}: {face['file']}: face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {face['score']:.2f})"
+
+
+def _run(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    result = model.verify(args.image_a, args.image_b, no_face=args.no_face)
+    if args.json:
+        doc = result.to_dict()
+        doc["model"] = args.model or (args.backbone or "sface")
+        doc["fingerprint"] = model.fingerprint
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    verdict = "same person" if result.same else "different people"
+    sign = "<=" if result.same else ">"
+    print(
+        f"{verdict}: {result.distance_kind} distance {result.distance:.4f} {sign} threshold {result.threshold:.4f}"
+        f" (probability of same person {result.probability:.3f})"
+    )
+    for label, face in zip("AB", result.faces, strict=True):
+        print(_face_line(label, face))
+    return 0
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("verify", help="(in progress)")
+    p = subparsers.add_parser(
+        "verify",
+        help="are two photos the same person?",
+        description="Detect and align the largest face of each photo, embed both and compare the distance with "
+        "the model's threshold. Exit status 0 when a decision was made (same or different), 2 on an error.",
+    )
+    p.add_argument("image_a", metavar="IMAGE_A", help="first photo")
+    p.add_argument("image_b", metavar="IMAGE_B", help="second photo")
+    add_model_arguments(p)
+    p.add_argument(
+        "--no-face", choices=["error", "center"], default="error",
+        help="when no face is found: stop with an error (default) or use a centred crop",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (same, distance, threshold, ...)")
+    p.set_defaults(func=_run)
