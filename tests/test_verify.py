@@ -15,6 +15,7 @@ from conftest import DATA, FIXTURES, need
 from PIL import Image
 
 import facetwin
+import facetwin.io
 from facetwin import FacetwinError, assets
 from facetwin.backbones.base import Backbone, Calibration, InputSpec
 from facetwin.backbones.sface import SFace
@@ -74,6 +75,17 @@ def test_same_and_different_people(model):
     different = model.verify(OBAMA, need(BIDEN))
     assert not different.same and different.distance > different.threshold and different.probability < 0.5
     json.dumps(same.to_dict())
+
+
+def test_rolled_face_is_still_the_same_person(model):
+    import cv2
+
+    image = facetwin.io.load_image(need(OBAMA))
+    h, w = image.shape[:2]
+    for angle in (20, -35):
+        rolled = cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h))
+        result = model.verify(image, rolled)
+        assert result.same and result.distance < 0.3 * result.threshold
 
 
 def _pair_accuracy(model, files, labels) -> float:

@@ -219,10 +219,16 @@ class Model:
                 f"(--model RUN_DIR) or an explicit threshold (facetwin.load('{name}', threshold=X))."
             )
 
-    def verify(self, a, b, *, no_face: str = "error") -> Verification:
-        """Same person in ``a`` and ``b`` (paths, bytes or RGB arrays)? Uses the largest face of each."""
+    def verify(self, a, b, *, no_face: str = "error", names: tuple[str, str] | None = None) -> Verification:
+        """Same person in ``a`` and ``b`` (paths, bytes or RGB arrays)? Uses the largest face of each.
+
+        ``names`` labels the two images in messages and in ``faces`` (useful for uploaded bytes).
+        """
         self._require_threshold()
-        crops = [self.face_crops(img, no_face=no_face)[0] for img in (a, b)]
+        labels = names or (None, None)
+        crops = [
+            self.face_crops(img, no_face=no_face, name=label)[0] for img, label in zip((a, b), labels, strict=True)
+        ]
         emb = self.embed_crops(np.stack([c.crop for c in crops]))
         distance = float(self.distances(emb[:1], emb[1:])[0])
         probability = self.probability(distance)
