@@ -1,0 +1,399 @@
+"""The facetwin HTTP API and web page (FastAPI; run it with ``facetwin serve``).
+
+Every error is JSON ``{"error": "one sentence"}`` with a status that says what went wrong:
+
+- 400 a form field is missing or malformed;
+- 401 an API key is configured (``FACETWIN_API_KEY``) and the call did not send it
+  (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``); the page, its assets and ``/docs`` stay public;
+- 404 unknown person; 503 no gallery configured (people endpoints) or no decision threshold (verify);
+- 413 the request body is over ``max_upload_bytes`` (checked on Content-Length and counted while reading);
+- 415 an upload is not an image facetwin can decode; 422 an image has no face.
+
+The model loads once, in :func:`create_app`. Decoding runs in the thread pool; detection, embedding and
+gallery work run there too, one call at a time under a lock (the CPU is the bound, not the event loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ..errors import FacetwinError
+from ..io import load_image
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD = 10 * 2**20
+PUBLIC_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
+_CLI_HINT = re.compile(r"\s*\(use --no-face[^)]*\)")
+
+
+class ServiceError(Exception):
+    """An HTTP error with a status and one sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+class UploadLimit:
+    """ASGI middleware: 413 when the body is over ``limit`` bytes, by Content-Length or counted while reading."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = int(limit)
+
+    def _message(self) -> str:
+        return f"the upload is larger than the {self.limit / 2**20:g} MB this server accepts."
+
+    async def _send_413(self, send) -> None:
+        response = _error(413, self._message(), headers={"Connection": "close"})
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await self._drain(receive)
+                    await self._send_413(send)
+                    return
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def counted_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["exceeded"] = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message) -> None:
+            if state["exceeded"]:
+                return  # whatever the app makes of the interrupted body, the answer is 413
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["exceeded"]:
+                raise
+        if state["exceeded"] and not state["started"]:
+            await self._send_413(send)
+
+    async def _drain(self, receive, cap: int = 64 * 2**20) -> None:
+        """Read (and drop) what the client already sent, up to ``cap``, so it gets the 413 rather than a reset."""
+        seen = 0
+        while seen <= cap:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON values from dataclasses, numpy values and objects with ``to_dict``."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _clean(message: str) -> str:
+    """A library message without the CLI's advice (a web client has no ``--no-face`` flag)."""
+    message = _CLI_HINT.sub("", message).strip()
+    return message if message.endswith(".") else message + "."
+
+
+def _label(upload: UploadFile, field: str) -> str:
+    name = Path(upload.filename or "").name
+    return name or f"the uploaded '{field}' file"
+
+
+def create_app(
+    model: Any = "sface",
+    gallery_path: str | Path | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    api_key: str | None = os.environ.get("FACETWIN_API_KEY"),
+) -> FastAPI:
+    """The service: ``model`` is a :class:`facetwin.model.Model`, a backbone name or a run directory.
+
+    ``gallery_path`` enables the people endpoints (a :class:`facetwin.gallery.Gallery` file);
+    ``api_key`` (default ``$FACETWIN_API_KEY``) makes every API call need that key.
+    """
+    if isinstance(model, str | Path):
+        from ..model import load
+
+        model = load(model)
+    name = model.backbone.name if model.description.get("kind") == "backbone" else str(
+        model.description.get("run") or model.description.get("name") or model.backbone.name
+    )
+    gallery = None
+    if gallery_path is not None:
+        from ..gallery import Gallery
+
+        gallery = Gallery(gallery_path, model)
+    lock = threading.Lock()
+    api_key = api_key or None
+
+    app = FastAPI(
+        title="facetwin",
+        version="1",
+        summary="Face verification, embedding and identification on the CPU.",
+        description=(
+            "Upload photos as multipart form files. Errors are JSON `{\"error\": \"one sentence\"}`: "
+            "413 body over the upload limit, 415 not an image, 422 no face found, 401 missing API key "
+            "(`X-API-Key` or `Authorization: Bearer`) when the server has one."
+        ),
+    )
+    app.state.model = model
+    app.state.gallery = gallery
+    app.state.max_upload_bytes = int(max_upload_bytes)
+    app.add_middleware(UploadLimit, limit=int(max_upload_bytes))
+
+    # ------------------------------------------------------------------ errors and auth
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "the request failed."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path}."
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        return _error(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
+        if first.get("type") == "missing":
+            message = f"missing form field '{where}'."
+        else:
+            message = f"invalid value for '{where}': {first.get('msg', 'malformed')}."
+        return _error(400, message)
+
+    @app.exception_handler(FacetwinError)
+    async def _facetwin_error(request: Request, exc: FacetwinError):
+        return _error(422, _clean(str(exc)))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details.")
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        path = request.url.path
+        if api_key and not (path in PUBLIC_PATHS or path.startswith("/static/")):
+            sent = request.headers.get("x-api-key")
+            auth = request.headers.get("authorization", "")
+            if not sent and auth.lower().startswith("bearer "):
+                sent = auth[7:].strip()
+            if not sent or not secrets.compare_digest(sent.encode(), api_key.encode()):
+                reason = "a wrong API key was sent" if sent else "this server needs an API key"
+                return _error(
+                    401, f"{reason}: send it as X-API-Key or Authorization: Bearer.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+    # ------------------------------------------------------------------ helpers
+    async def decode(upload: UploadFile, field: str) -> tuple[np.ndarray, str]:
+        label = _label(upload, field)
+        data = await upload.read()
+        if not data:
+            raise ServiceError(415, f"{label}: the upload is empty, not an image.")
+        try:
+            rgb = await run_in_threadpool(load_image, data, label)
+        except FacetwinError as exc:
+            message = str(exc)
+            status = 413 if "pixels, more than" in message or "decompression bomb" in message else 415
+            raise ServiceError(status, message) from None
+        return rgb, label
+
+    async def on_model(fn, *args, **kwargs):
+        def locked():
+            with lock:
+                return fn(*args, **kwargs)
+
+        try:
+            return await run_in_threadpool(locked)
+        except FacetwinError as exc:  # the images decoded: what is left is a photo without a face
+            raise ServiceError(422, _clean(str(exc))) from None
+
+    def need_gallery():
+        if gallery is None:
+            raise ServiceError(503, "this server has no gallery; start it with --gallery FILE to enroll and identify.")
+        return gallery
+
+    def size(rgb: np.ndarray) -> dict:
+        return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+
+    # ------------------------------------------------------------------ endpoints
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz", summary="Liveness and what the server runs")
+    async def healthz():
+        return {
+            "status": "ok",
+            "model": name,
+            "fingerprint": model.fingerprint,
+            "distance": model.distance,
+            "threshold": model.threshold if math.isfinite(model.threshold) else None,
+            "gallery": gallery is not None,
+            "max_upload_bytes": int(max_upload_bytes),
+            "api_key_required": api_key is not None,
+        }
+
+    @app.post("/v1/verify", summary="Are the two photos the same person?")
+    async def verify(
+        a: Annotated[UploadFile, File(description="first photo")],
+        b: Annotated[UploadFile, File(description="second photo")],
+    ):
+        """The largest face of each photo is detected, aligned and embedded; ``same`` is ``distance <= threshold``.
+
+        ``faces`` gives, per photo, the box ``[x, y, w, h]`` in the photo's pixels, the detector score and
+        the photo's ``width`` and ``height``.
+        """
+        if not math.isfinite(model.threshold):
+            raise ServiceError(503, f"model {name} has no decision threshold; serve a trained run (--model RUN_DIR).")
+        (rgb_a, label_a), (rgb_b, label_b) = await decode(a, "a"), await decode(b, "b")
+        start = time.perf_counter()
+        result = await on_model(model.verify, rgb_a, rgb_b, names=(label_a, label_b))
+        doc = _jsonable(result.to_dict())
+        for face, rgb in zip(doc["faces"], (rgb_a, rgb_b), strict=True):
+            face.update(size(rgb))
+        doc["model"] = name
+        doc["seconds"] = round(time.perf_counter() - start, 4)
+        return doc
+
+    @app.post("/v1/embed", summary="The embedding of the largest face of a photo")
+    async def embed(image: Annotated[UploadFile, File(description="a photo")]):
+        rgb, label = await decode(image, "image")
+
+        def work():
+            crop = model.face_crops(rgb, no_face="error", name=label)[0]
+            return crop, model.embed_crops(crop.crop[None])[0]
+
+        crop, vector = await on_model(work)
+        face = _jsonable(crop.to_dict())
+        face.update(size(rgb))
+        return {
+            "embedding": [float(v) for v in vector],
+            "dim": int(vector.shape[0]),
+            "distance": model.distance,
+            "face": face,
+            "model": name,
+            "fingerprint": model.fingerprint,
+        }
+
+    @app.post("/v1/identify", summary="Who in the gallery is this?")
+    async def identify(
+        image: Annotated[UploadFile, File(description="a photo")],
+        top_k: Annotated[int, Form(ge=1, le=100, description="how many candidates")] = 3,
+    ):
+        g = need_gallery()
+        rgb, label = await decode(image, "image")
+        result = await on_model(g.identify, rgb, top_k=top_k)
+        doc = _jsonable(result)
+        if not isinstance(doc, dict):
+            doc = {"result": doc}
+        doc.setdefault("file", label)
+        doc.update(size(rgb))
+        return doc
+
+    @app.post("/v1/people/{person}/images", summary="Enroll photos of a person")
+    async def enroll(
+        person: str,
+        images: Annotated[list[UploadFile], File(description="one or more photos of the person")],
+    ):
+        g = need_gallery()
+        person = person.strip()
+        if not person:
+            raise ServiceError(400, "the person's name is empty.")
+        decoded = [await decode(up, "images") for up in images]
+        added = await on_model(g.enroll, person, [rgb for rgb, _ in decoded])
+        return {"person": person, "enrolled": int(added), "files": [label for _, label in decoded]}
+
+    @app.get("/v1/people", summary="The people in the gallery")
+    async def people():
+        g = need_gallery()
+        listing = await on_model(g.people)
+        return {"people": _jsonable(listing)}
+
+    @app.delete("/v1/people/{person}", summary="Remove a person and their embeddings")
+    async def remove(person: str):
+        g = need_gallery()
+        known = {getattr(p, "person", getattr(p, "name", None)) for p in await on_model(g.people)}
+        if person not in known:
+            raise ServiceError(404, f"no person named '{person}' in the gallery.")
+        removed = await on_model(g.remove, person)
+        return {"person": person, "removed": int(removed)}
+
+    @app.get("/v1/gallery", summary="Gallery statistics")
+    async def gallery_stats():
+        g = need_gallery()
+        return _jsonable(await on_model(g.stats))
+
+    return app
+
+
+__all__ = ["create_app", "UploadLimit", "ServiceError", "DEFAULT_MAX_UPLOAD"]
