@@ -1,0 +1,185 @@
+"""Load test of ``POST /v1/verify``: N concurrent clients for S seconds against a server on 127.0.0.1.
+
+    python benchmarks/service_load.py                      # starts `facetwin serve` on a free port
+    python benchmarks/service_load.py --url http://127.0.0.1:8000 --clients 16 --seconds 60
+
+Each client sends real photo pairs (same and different people from ../shared/data/face_recognition_examples)
+in a loop. Prints requests/s, latency p50/p90/p99/max, the error count (any non-200 answer, transport error
+or wrong verdict counts), and the server-side model time per request (the part that runs under the model
+lock, so ``1 / model time`` is the throughput ceiling on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT.parent / "shared" / "data" / "face_recognition_examples"
+PAIRS = [  # (a, b, same)
+    ("obama/obama.jpg", "obama/obama1.jpg", True),
+    ("obama/obama2.jpg", "biden/biden.jpg", False),
+    ("biden/biden.jpg", "biden/biden2.jpg", True),
+    ("kit_harington/john1.jpeg", "rose_leslie/img1.jpg", False),
+    ("rose_leslie/img1.jpg", "rose_leslie/img2.jpg", True),
+    ("alex_lacamoire/alex_lacamoire1.jpg", "obama/obama3.jpg", False),
+]
+CLI = "import sys; from facetwin.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("FACETWIN_API_KEY", None)
+    cmd = [sys.executable, "-c", CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if args.model:
+        cmd += ["--model", args.model]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            sys.exit(f"service_load: the server did not start: {proc.stderr.read().strip()}")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            sys.exit("service_load: the server did not answer within 120 s.")
+        time.sleep(0.2)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="an already running server (127.0.0.1 / localhost only)")
+    p.add_argument("--model", help="RUN_DIR or backbone for the server this script starts (default sface)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16, at most 64)")
+    p.add_argument("--seconds", type=float, default=60.0, help="duration (default 60, at most 600)")
+    p.add_argument("--api-key", default=os.environ.get("FACETWIN_API_KEY"), help="key for --url servers with one")
+    args = p.parse_args(argv)
+    if not 1 <= args.clients <= 64:
+        p.error("--clients must be between 1 and 64")
+    if not 1 <= args.seconds <= 600:
+        p.error("--seconds must be between 1 and 600")
+    if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        p.error("--url must point at this machine (127.0.0.1 or localhost)")
+    if not EXAMPLES.is_dir():
+        sys.exit(f"service_load: needs the photos in {EXAMPLES}")
+    photos = {rel: (EXAMPLES / rel).read_bytes() for pair in PAIRS for rel in pair[:2]}
+
+    proc = None
+    url = args.url.rstrip("/") if args.url else None
+    if url is None:
+        print("starting facetwin serve on 127.0.0.1 ...", flush=True)
+        proc, url = start_server(args)
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    lock = threading.Lock()
+    latencies: list[float] = []
+    model_seconds: list[float] = []
+    errors: dict[str, int] = {}
+
+    def record_error(kind: str) -> None:
+        with lock:
+            errors[kind] = errors.get(kind, 0) + 1
+
+    def client(index: int, stop_at: float, warm: bool) -> None:
+        with httpx.Client(base_url=url, timeout=120, headers=headers) as c:
+            i = index
+            while time.monotonic() < stop_at:
+                a, b, same = PAIRS[i % len(PAIRS)]
+                i += 1
+                files = {"a": (Path(a).name, photos[a], "image/jpeg"), "b": (Path(b).name, photos[b], "image/jpeg")}
+                t0 = time.perf_counter()
+                try:
+                    r = c.post("/v1/verify", files=files)
+                except httpx.HTTPError as exc:
+                    if not warm:
+                        record_error(type(exc).__name__)
+                    continue
+                elapsed = time.perf_counter() - t0
+                if warm:
+                    continue
+                if r.status_code != 200:
+                    record_error(f"HTTP {r.status_code}")
+                    continue
+                doc = r.json()
+                if doc.get("same") is not same:
+                    record_error("wrong verdict")
+                with lock:
+                    latencies.append(elapsed)
+                    model_seconds.append(float(doc.get("seconds", float("nan"))))
+
+    try:
+        # Warm-up: a few seconds so the first-request costs (thread-local detectors, allocations) are not timed.
+        warm_until = time.monotonic() + 3
+        threads = [threading.Thread(target=client, args=(i, warm_until, True)) for i in range(min(4, args.clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        load0 = os.getloadavg()[0]
+        start = time.monotonic()
+        stop_at = start + args.seconds
+        threads = [threading.Thread(target=client, args=(i, stop_at, False)) for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - start
+        load1 = os.getloadavg()[0]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    n = len(latencies)
+    n_errors = sum(errors.values())
+    ms = [1000 * x for x in latencies]
+    model_ms = [1000 * x for x in model_seconds if x == x]
+    print(f"url {url}  clients {args.clients}  duration {wall:.1f} s  CPUs {os.cpu_count()}")
+    print(f"requests ok {n}  errors {n_errors}" + (f" {errors}" if errors else ""))
+    print(f"throughput {n / wall:.2f} requests/s")
+    if ms:
+        print(
+            f"latency ms  p50 {percentile(ms, 50):.0f}  p90 {percentile(ms, 90):.0f}  p99 {percentile(ms, 99):.0f}"
+            f"  max {max(ms):.0f}  mean {statistics.fmean(ms):.0f}"
+        )
+    if model_ms:
+        mean_model = statistics.fmean(model_ms)
+        print(
+            f"server model time per request ms  mean {mean_model:.0f}  p50 {percentile(model_ms, 50):.0f}"
+            f"  (one at a time under the model lock: ceiling ~{1000 / mean_model:.1f} requests/s)"
+        )
+    print(f"load average (1 min) before {load0:.2f}, after {load1:.2f}")
+    return 0 if n_errors == 0 and n > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
