@@ -169,3 +169,17 @@ def test_page_asks_for_the_key(model, browser):
         page.wait_for_selector("#server-info:has-text('model sface')")
         assert page.is_hidden("#key-bar")
         page.close()
+
+
+def test_docs_render_offline(model, browser, tmp_path):
+    """/docs is Swagger UI from local files (swagger-ui-py), so it renders with no network."""
+    from facetwin.service import create_app
+
+    with running(create_app(model, api_key=None)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())  # no CDN
+        page.goto(url + "docs")
+        page.get_by_text("/v1/verify", exact=True).wait_for(timeout=30_000)
+        assert page.get_by_text("/v1/people/{person}/images", exact=True).is_visible()
+        save_screenshot(page, tmp_path, "facetwin-docs.png")
+        page.close()

@@ -30,6 +30,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -40,6 +41,25 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 PUBLIC_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
 _CLI_HINT = re.compile(r"\s*\(use --no-face[^)]*\)")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence that names the file and the problem."""
+
+    error: str
+
+
+def _responses(*codes: int) -> dict:
+    text = {
+        400: "a form field is missing or malformed",
+        401: "the server has an API key and the call did not send it",
+        404: "no such person",
+        413: "the request body is over the upload limit",
+        415: "an upload is not an image facetwin can decode",
+        422: "no face found in a photo",
+        503: "no gallery configured (people endpoints) or no decision threshold (verify)",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
 class ServiceError(Exception):
@@ -162,6 +182,17 @@ def _label(upload: UploadFile, field: str) -> str:
     return name or f"the uploaded '{field}' file"
 
 
+def _swagger_assets() -> Path | None:
+    """Swagger UI's files from the ``swagger-ui-py`` package, so ``/docs`` works offline (no CDN)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    return static if (static / "swagger-ui-bundle.js").is_file() else None
+
+
 def create_app(
     model: Any = "sface",
     gallery_path: str | Path | None = None,
@@ -188,7 +219,9 @@ def create_app(
     lock = threading.Lock()  # measured: 2 concurrent model calls on 2 cores gave no more throughput
     api_key = api_key or None
 
+    swagger = _swagger_assets()
     app = FastAPI(
+        docs_url=None if swagger else "/docs",
         title="facetwin",
         version="1",
         summary="Face verification, embedding and identification on the CPU.",
@@ -238,7 +271,7 @@ def create_app(
     @app.middleware("http")
     async def _auth(request: Request, call_next):
         path = request.url.path
-        if api_key and not (path in PUBLIC_PATHS or path.startswith("/static/")):
+        if api_key and not (path in PUBLIC_PATHS or path.startswith(("/static/", "/docs-assets/"))):
             sent = request.headers.get("x-api-key")
             auth = request.headers.get("authorization", "")
             if not sent and auth.lower().startswith("bearer "):
@@ -294,8 +327,22 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if swagger is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
 
-    @app.get("/healthz", summary="Liveness and what the server runs")
+        app.mount("/docs-assets", StaticFiles(directory=swagger), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs():
+            return get_swagger_ui_html(
+                openapi_url="openapi.json",
+                title="facetwin API",
+                swagger_js_url="docs-assets/swagger-ui-bundle.js",
+                swagger_css_url="docs-assets/swagger-ui.css",
+                swagger_favicon_url="docs-assets/favicon-32x32.png",
+            )
+
+    @app.get("/healthz", summary="Liveness and what the server runs", responses=_responses(401))
     async def healthz():
         return {
             "status": "ok",
@@ -308,7 +355,10 @@ def create_app(
             "api_key_required": api_key is not None,
         }
 
-    @app.post("/v1/verify", summary="Are the two photos the same person?")
+    @app.post(
+        "/v1/verify", summary="Are the two photos the same person?",
+        responses=_responses(400, 401, 413, 415, 422, 503),
+    )
     async def verify(
         a: Annotated[UploadFile, File(description="first photo")],
         b: Annotated[UploadFile, File(description="second photo")],
@@ -330,7 +380,10 @@ def create_app(
         doc["seconds"] = round(timing["seconds"], 4)  # detection + embedding (decoding and queueing excluded)
         return doc
 
-    @app.post("/v1/embed", summary="The embedding of the largest face of a photo")
+    @app.post(
+        "/v1/embed", summary="The embedding of the largest face of a photo",
+        responses=_responses(400, 401, 413, 415, 422),
+    )
     async def embed(image: Annotated[UploadFile, File(description="a photo")]):
         rgb, label = await decode(image, "image")
 
@@ -350,7 +403,9 @@ def create_app(
             "fingerprint": model.fingerprint,
         }
 
-    @app.post("/v1/identify", summary="Who in the gallery is this?")
+    @app.post(
+        "/v1/identify", summary="Who in the gallery is this?", responses=_responses(400, 401, 413, 415, 422, 503)
+    )
     async def identify(
         image: Annotated[UploadFile, File(description="a photo")],
         top_k: Annotated[int, Form(ge=1, le=100, description="how many candidates")] = 3,
@@ -365,7 +420,10 @@ def create_app(
         doc.update(size(rgb))
         return doc
 
-    @app.post("/v1/people/{person}/images", summary="Enroll photos of a person")
+    @app.post(
+        "/v1/people/{person}/images", summary="Enroll photos of a person",
+        responses=_responses(400, 401, 413, 415, 422, 503),
+    )
     async def enroll(
         person: str,
         images: Annotated[list[UploadFile], File(description="one or more photos of the person")],
@@ -378,13 +436,15 @@ def create_app(
         added = await on_model(g.enroll, person, [rgb for rgb, _ in decoded])
         return {"person": person, "enrolled": int(added), "files": [label for _, label in decoded]}
 
-    @app.get("/v1/people", summary="The people in the gallery")
+    @app.get("/v1/people", summary="The people in the gallery", responses=_responses(401, 503))
     async def people():
         g = need_gallery()
         listing = await on_model(g.people)
         return {"people": _jsonable(listing)}
 
-    @app.delete("/v1/people/{person}", summary="Remove a person and their embeddings")
+    @app.delete(
+        "/v1/people/{person}", summary="Remove a person and their embeddings", responses=_responses(401, 404, 503)
+    )
     async def remove(person: str):
         g = need_gallery()
         known = {getattr(p, "person", getattr(p, "name", None)) for p in await on_model(g.people)}
@@ -393,7 +453,7 @@ def create_app(
         removed = await on_model(g.remove, person)
         return {"person": person, "removed": int(removed)}
 
-    @app.get("/v1/gallery", summary="Gallery statistics")
+    @app.get("/v1/gallery", summary="Gallery statistics", responses=_responses(401, 503))
     async def gallery_stats():
         g = need_gallery()
         return _jsonable(await on_model(g.stats))
