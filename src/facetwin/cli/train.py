@@ -21,6 +21,42 @@ def register(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per person")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--backbone", default="sface", choices=["sface", "vggface"], help="frozen backbone")
+    add_training_options(p)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train import train
+
+    options = training_options(args)
+    summary = train(
+        args.data_dir,
+        args.out,
+        backbone=args.backbone,
+        weights=args.weights,
+        preset=args.preset,
+        resume=args.resume,
+        progress=not args.quiet,
+        **options,
+    )
+    keys = (
+        "epochs_run",
+        "kept_epoch",
+        "val_accuracy",
+        "val_accuracy_at_threshold",
+        "val_auc",
+        "initial_val_auc",
+        "train_seconds",
+    )
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    print(f"model written to {args.out} (model.json, head.safetensors, metrics.json, curves.png)")
+    return 0
+
+
+def add_training_options(p) -> None:
+    """The training choices shared by `facetwin train` and `facetwin evaluate --cross-train`."""
     p.add_argument("--weights", metavar="FILE", help="weights file of the backbone (vggface)")
     p.add_argument(
         "--preset",
@@ -41,7 +77,6 @@ def register(subparsers) -> None:
     )
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of people (or pairs) that validate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the pairs and the initialisation")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--pairs", choices=["fresh", "fixed"], help="draw pairs every epoch, or once (the paper)")
     p.add_argument("--embedding-dim", type=int, help="extra Linear to this many dimensions after the head")
     p.add_argument("--loss", choices=["bce", "contrastive"], help="loss (default bce, the paper's)")
@@ -70,14 +105,11 @@ def register(subparsers) -> None:
         "master weights and Adam stay float32",
     )
     p.add_argument("--threads", type=int, default=2, help="torch threads for head training")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..train import train
-
-    options = {
+def training_options(args) -> dict:
+    """The TrainConfig keyword arguments given on the command line."""
+    return {
         key: getattr(args, key)
         for key in (
             "epochs",
@@ -99,25 +131,3 @@ def run(args) -> int:
             "threads",
         )
     }
-    summary = train(
-        args.data_dir,
-        args.out,
-        backbone=args.backbone,
-        weights=args.weights,
-        preset=args.preset,
-        resume=args.resume,
-        progress=not args.quiet,
-        **options,
-    )
-    keys = (
-        "epochs_run",
-        "kept_epoch",
-        "val_accuracy",
-        "val_accuracy_at_threshold",
-        "val_auc",
-        "initial_val_auc",
-        "train_seconds",
-    )
-    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
-    print(f"model written to {args.out} (model.json, head.safetensors, metrics.json, curves.png)")
-    return 0
