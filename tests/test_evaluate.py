@@ -1,0 +1,72 @@
+"""`facetwin evaluate` end to end on real LFW images, with a pairs file of three folds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import DATA, need
+
+LFW = DATA / "lfw-dev" / "images"
+
+
+def _people_with(n: int, count: int) -> list[tuple[str, int]]:
+    people = []
+    for folder in sorted(need(LFW).iterdir()):
+        k = len(list(folder.glob("*.jpg")))
+        if k >= n:
+            people.append((folder.name, k))
+        if len(people) == count:
+            return people
+    pytest.skip("not enough LFW people")
+
+
+def _three_fold_pairs(path, per_fold=4):
+    people = _people_with(3, 3 * per_fold + 1)
+    lines = [f"3\t{per_fold}"]
+    for fold in range(3):
+        group = people[fold * per_fold : (fold + 1) * per_fold]
+        lines += [f"{name} 1 2" for name, _ in group]
+        for i, (name, _) in enumerate(group):
+            other = people[(fold * per_fold + i + 1) % len(people)][0]
+            lines.append(f"{name} 3 {other} 1")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "facetwin.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_three_folds_through_the_cli(tmp_path):
+    pairs = _three_fold_pairs(tmp_path / "pairs.txt")
+    out = tmp_path / "result.json"
+    done = _run("evaluate", pairs, "--images", LFW, "--backbone", "sface", "--json", out, "--plot", tmp_path / "r.png",
+                "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["pairs"] == 24 and result["folds"] == 3
+    assert result["accuracy"] >= 0.9 and result["auc"] >= 0.95
+    for key in ("accuracy_std", "eer", "images", "no_face", "seconds", "model"):
+        assert key in result
+    assert set(result["tar_at_far"]) == {"0.001", "0.01"}
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_missing_images_are_an_error_or_skipped(tmp_path):
+    pairs = _three_fold_pairs(tmp_path / "pairs.txt")
+    text = pairs.read_text().splitlines()
+    name = text[1].split()[0]
+    text[1] = f"{name} 1 999"
+    pairs.write_text("\n".join(text) + "\n")
+    done = _run("evaluate", pairs, "--images", LFW, "--backbone", "sface", "--quiet")
+    assert done.returncode == 2
+    assert f"{name}_0999.jpg" in done.stderr and "--skip-missing" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    out = tmp_path / "r.json"
+    done = _run("evaluate", pairs, "--images", LFW, "--backbone", "sface", "--skip-missing", "--json", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["pairs"] == 23 and result["skipped_pairs"] == 1
