@@ -314,23 +314,33 @@ def test_people_enroll_identify_list_delete(model, tmp_path):
         assert r.json()["enrolled"] == 2
         r = c.post("/v1/people/biden/images", files=[("images", photo("biden/biden.jpg"))])
         assert r.status_code == 200 and r.json()["enrolled"] == 1
-        names = sorted(p["person"] for p in c.get("/v1/people").json()["people"])
-        assert names == ["biden", "obama"]
+        listing = {p["name"]: p["embeddings"] for p in c.get("/v1/people").json()["people"]}
+        assert listing == {"biden": 1, "obama": 2}
 
         r = c.post("/v1/identify", files={"image": photo("obama/obama3.jpg")}, data={"top_k": "2"})
         assert r.status_code == 200, r.text
         doc = r.json()
-        assert doc["matches"][0]["person"] == "obama"
-        assert len(doc["matches"]) == 2
+        assert doc["person"] == "obama" and doc["file"] == "obama3.jpg"
+        assert [m["person"] for m in doc["matches"]] == ["obama", "biden"]
+        assert doc["matches"][0]["distance"] <= doc["threshold"] < doc["matches"][1]["distance"]
+        assert doc["face"]["box"] is not None and doc["face"]["width"] == doc["width"]
         r = c.post("/v1/identify", files={"image": photo("biden/biden2.jpg")})
-        assert r.json()["matches"][0]["person"] == "biden"
+        assert r.json()["person"] == "biden"
+        r = c.post("/v1/identify", files={"image": photo("rose_leslie/img1.jpg")})  # not enrolled: open set
+        assert r.status_code == 200 and r.json()["person"] == "unknown"
+
+        wall = ("wall.png", png_bytes(np.full((120, 160, 3), 128, np.uint8)), "image/png")
+        r = c.post("/v1/people/nobody/images", files=[("images", photo("biden/biden2.jpg")), ("images", wall)])
+        assert r.status_code == 422 and r.json()["error"].startswith("wall.png: no face found")
+        assert "nobody" not in {p["name"] for p in c.get("/v1/people").json()["people"]}  # all or nothing
 
         r = c.post("/v1/people/nobody/images", files=[("images", ("x.txt", b"text", "text/plain"))])
         assert r.status_code == 415
 
         r = c.delete("/v1/people/obama")
         assert r.status_code == 200 and r.json()["removed"] == 2
-        assert [p["person"] for p in c.get("/v1/people").json()["people"]] == ["biden"]
+        assert [p["name"] for p in c.get("/v1/people").json()["people"]] == ["biden"]
+        assert c.get("/v1/gallery").json()["people"] == 1
         assert c.delete("/v1/people/obama").status_code == 404
         assert gallery_file.exists()
 

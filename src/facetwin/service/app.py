@@ -16,6 +16,7 @@ gallery work run there too, one call at a time under a lock (the CPU is the boun
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import re
@@ -298,6 +299,11 @@ def create_app(
             raise ServiceError(status, message) from None
         return rgb, label
 
+    async def decode_with_digest(upload: UploadFile, field: str) -> tuple[np.ndarray, str, str]:
+        rgb, label = await decode(upload, field)
+        await upload.seek(0)
+        return rgb, label, hashlib.sha256(await upload.read()).hexdigest()
+
     async def on_model(fn, *args, timing: dict | None = None, **kwargs):
         def locked():
             with lock:
@@ -412,12 +418,18 @@ def create_app(
     ):
         g = need_gallery()
         rgb, label = await decode(image, "image")
-        result = await on_model(g.identify, rgb, top_k=top_k)
-        doc = _jsonable(result)
-        if not isinstance(doc, dict):
-            doc = {"result": doc}
-        doc.setdefault("file", label)
+
+        def work():
+            crop = model.face_crops(rgb, no_face="error", name=label)[0]
+            result = g.search(model.embed_crops(crop.crop[None])[0], top_k=top_k)
+            result.face = crop.to_dict()
+            return result
+
+        doc = _jsonable(await on_model(work))
+        doc["file"] = label
         doc.update(size(rgb))
+        if doc.get("face"):
+            doc["face"].update(size(rgb))
         return doc
 
     @app.post(
@@ -432,9 +444,15 @@ def create_app(
         person = person.strip()
         if not person:
             raise ServiceError(400, "the person's name is empty.")
-        decoded = [await decode(up, "images") for up in images]
-        added = await on_model(g.enroll, person, [rgb for rgb, _ in decoded])
-        return {"person": person, "enrolled": int(added), "files": [label for _, label in decoded]}
+        decoded = [await decode_with_digest(up, "images") for up in images]
+
+        def work():
+            crops = [model.face_crops(rgb, no_face="error", name=label)[0].crop for rgb, label, _ in decoded]
+            vectors = model.embed_crops(np.stack(crops))
+            return g.enroll_embeddings(person, vectors, sources=[digest for _, _, digest in decoded])
+
+        added = await on_model(work)
+        return {"person": person, "enrolled": int(added), "files": [label for _, label, _ in decoded]}
 
     @app.get("/v1/people", summary="The people in the gallery", responses=_responses(401, 503))
     async def people():
@@ -447,7 +465,7 @@ def create_app(
     )
     async def remove(person: str):
         g = need_gallery()
-        known = {getattr(p, "person", getattr(p, "name", None)) for p in await on_model(g.people)}
+        known = {p.name for p in await on_model(g.people)}
         if person not in known:
             raise ServiceError(404, f"no person named '{person}' in the gallery.")
         removed = await on_model(g.remove, person)

@@ -62,7 +62,8 @@ function draw(canvas, img, face) {
   // Boxes are in the pixels of the photo as the server decoded it (EXIF-rotated), like the browser shows it.
   const sx = w / (face.width || img.naturalWidth), sy = h / (face.height || img.naturalHeight);
   const [x, y, bw, bh] = face.box;
-  ctx.lineWidth = 3;
+  const side = Math.min(bw * sx, bh * sy);
+  ctx.lineWidth = Math.max(1.5, Math.min(3, side / 20));
   ctx.strokeStyle = "#22d3ee";
   ctx.shadowColor = "rgba(0,0,0,0.6)";
   ctx.shadowBlur = 4;
@@ -72,7 +73,7 @@ function draw(canvas, img, face) {
     ctx.fillStyle = "#facc15";
     for (const [lx, ly] of face.landmarks) {
       ctx.beginPath();
-      ctx.arc(lx * sx, ly * sy, 3, 0, 2 * Math.PI);
+      ctx.arc(lx * sx, ly * sy, Math.max(1, Math.min(3, side / 30)), 0, 2 * Math.PI);
       ctx.fill();
     }
   }
@@ -236,6 +237,7 @@ async function enroll(event) {
     status.className = "status good";
     status.textContent = `Enrolled ${doc.enrolled} photo${doc.enrolled === 1 ? "" : "s"} of ${doc.person}.`;
     $("enroll-files").value = "";
+    $("enroll-name").value = "";
   } catch (err) {
     status.className = "status bad";
     status.textContent = err.message;
@@ -259,19 +261,20 @@ async function identify(file) {
   form.append("top_k", "3");
   try {
     const doc = await api("POST", "v1/identify", form);
-    if (img) draw($("canvas-id"), img, doc.face ? { ...doc.face, width: doc.width, height: doc.height } : null);
+    if (img) draw($("canvas-id"), img, doc.face);
     const list = candidatesOf(doc);
     const best = list[0];
-    const known = best && (best.same ?? best.match ?? best.accepted ?? (best.distance <= (doc.threshold ?? state.threshold)));
+    const known = best && doc.person && doc.person !== "unknown";
     status.className = "status " + (known ? "good" : "bad");
     status.textContent = !list.length ? "The gallery is empty." : known
-      ? `Best match: ${personName(best)}` : "Nobody in the gallery is close enough: unknown person.";
+      ? `Best match: ${doc.person}` : "Nobody in the gallery is close enough: unknown person.";
     for (const c of list) {
       const li = document.createElement("li");
       const p = typeof c.probability === "number" ? ` · ${(c.probability * 100).toFixed(1)} %` : "";
       li.innerHTML = "<span class='who'></span><span class='muted'></span>";
       li.children[0].textContent = personName(c);
-      li.children[1].textContent = `distance ${fmt(c.distance, 4)}${p}`;
+      const within = typeof doc.threshold === "number" && c.distance <= doc.threshold ? " · within threshold" : "";
+      li.children[1].textContent = `distance ${fmt(c.distance, 4)}${p}${within}`;
       out.append(li);
     }
   } catch (err) {
