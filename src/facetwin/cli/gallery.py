@@ -1,5 +1,75 @@
-"""`facetwin gallery`: placeholder until its issue lands (a helper replaces this file)."""
+"""`facetwin enroll`, `facetwin identify` and `facetwin gallery list|remove|stats`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("gallery", help="(in progress)")
+    p = subparsers.add_parser("enroll", help="add photos of a person to a gallery")
+    p.add_argument("person", metavar="PERSON", help="the person's name")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of the person (largest face of each)")
+    _gallery_options(p, model=True)
+    p.set_defaults(func=_enroll)
+
+    p = subparsers.add_parser("identify", help="who in the gallery is this? ('unknown' beyond the threshold)")
+    p.add_argument("image", metavar="IMAGE", help="a photo (its largest face)")
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many candidates to list")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _gallery_options(p, model=True)
+    p.set_defaults(func=_identify)
+
+    p = subparsers.add_parser("gallery", help="list, remove or count the people of a gallery")
+    p.add_argument("action", choices=["list", "remove", "stats"])
+    p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove")
+    _gallery_options(p, model=False)
+    p.set_defaults(func=_manage)
+
+
+def _gallery_options(p, *, model: bool) -> None:
+    p.add_argument("--gallery", required=True, metavar="FILE", help="the gallery (SQLite file)")
+    if model:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--model", metavar="RUN_DIR", help="a trained run (default: the gallery's own model)")
+        group.add_argument("--backbone", metavar="NAME", help="a plain backbone (default: the gallery's own model)")
+
+
+def _open(args):
+    from ..gallery import Gallery
+
+    return Gallery(args.gallery, getattr(args, "model", None) or getattr(args, "backbone", None))
+
+
+def _enroll(args) -> int:
+    added = _open(args).enroll(args.person, args.images)
+    print(f"enrolled {added} photo(s) of {args.person} in {args.gallery}")
+    return 0
+
+
+def _identify(args) -> int:
+    result = _open(args).identify(args.image, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)))
+        return 0
+    print(f"{result.person}  (search: {result.method}, threshold {result.threshold:.4f})")
+    for match in result.matches:
+        print(f"  {match.person}: distance {match.distance:.4f}, probability {match.probability:.3f}")
+    return 0
+
+
+def _manage(args) -> int:
+    from ..errors import FacetwinError
+
+    gallery = _open(args)
+    if args.action == "list":
+        for person in gallery.people():
+            print(f"{person.name}\t{person.embeddings} embedding(s)")
+    elif args.action == "stats":
+        print(json.dumps(gallery.stats(), indent=2))
+    else:
+        if not args.person:
+            raise FacetwinError("gallery remove needs the PERSON to remove.")
+        removed = gallery.remove(args.person)
+        print(f"removed {args.person} ({removed} embedding(s)) from {args.gallery}; the file was vacuumed")
+    return 0

@@ -1,0 +1,299 @@
+"""A gallery of known people in SQLite: enroll, identify (open set), list, remove for good.
+
+Embeddings (float32) are stored with the model fingerprint that made them; a gallery refuses another
+model. Search is exact below ``index_threshold`` embeddings and an HNSW index (``ann_index.py``) above it.
+No face images are stored. Safe to share between threads (one connection per thread) and processes
+(WAL, transactions, busy timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .ann_index import AnnIndex
+from .errors import FacetwinError
+from .model import Model, load
+
+INDEX_THRESHOLD = 20_000  # embeddings; below this an exact matrix product answers in well under a millisecond
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source_sha256 TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_person ON embeddings(person_id);
+"""
+
+
+@dataclass
+class Match:
+    person: str
+    distance: float
+    probability: float
+
+
+@dataclass
+class IdentifyResult:
+    """``person`` is the best match within the model's threshold, else ``"unknown"``."""
+
+    person: str
+    matches: list[Match]
+    method: str  # "exact" or the approximate index that answered
+    threshold: float
+    face: dict | None = None
+
+
+@dataclass
+class PersonInfo:
+    name: str
+    embeddings: int
+    enrolled_at: float
+
+
+@dataclass
+class _Snapshot:
+    generation: int
+    ids: np.ndarray  # embedding row ids
+    owners: np.ndarray  # person name per row
+    vectors: np.ndarray  # (N, D) float32, normalised when the distance is cosine
+    index: AnnIndex | None = field(default=None)
+
+
+def _sha256(source) -> str | None:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    if isinstance(source, str | Path):
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    return None
+
+
+class Gallery:
+    """People and their embeddings in one SQLite file."""
+
+    def __init__(self, path: str | Path, model: Model | str | None = None, *, index_threshold: int = INDEX_THRESHOLD):
+        self.path = Path(path)
+        self.index_threshold = index_threshold
+        self._local = threading.local()
+        self._snapshot: _Snapshot | None = None
+        self._snapshot_lock = threading.Lock()
+        recorded = dict(self._db().execute("SELECT key, value FROM meta").fetchall())
+        self.model = self._bind_model(model, recorded)
+
+    # ------------------------------------------------------------------ storage
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA busy_timeout=60000")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA secure_delete=ON")
+                db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise FacetwinError(f"{self.path}: not a facetwin gallery ({exc}).") from None
+            self._local.db = db
+        return db
+
+    def _transaction(self):
+        gallery = self
+
+        class _Tx:
+            def __enter__(self):
+                self.db = gallery._db()
+                self.db.execute("BEGIN IMMEDIATE")
+                return self.db
+
+            def __exit__(self, kind, value, tb):
+                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+                return False
+
+        return _Tx()
+
+    def _bind_model(self, model: Model | str | None, recorded: dict) -> Model:
+        if model is None:
+            model = recorded.get("model_source", "sface")
+        source = model if isinstance(model, str) else _source_of(model)
+        model = load(model) if isinstance(model, str) else model
+        with self._transaction() as db:  # first writer records the model; everyone then compares with it
+            db.executemany(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("model_fingerprint", model.fingerprint),
+                    ("model_source", source),
+                    ("model_description", json.dumps(model.description, default=str)),
+                    ("generation", "0"),
+                ],
+            )
+            recorded = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if recorded["model_fingerprint"] != model.fingerprint:
+            raise FacetwinError(
+                f"{self.path}: this gallery holds embeddings of model '{recorded['model_source']}' "
+                f"and cannot be searched or extended with another model ('{source}')."
+            )
+        return model
+
+    def _generation(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ enroll
+    def enroll(self, person: str, images) -> int:
+        """Embed the largest face of each image and add them to ``person``; returns how many were added."""
+        images = list(images)
+        if not images:
+            raise FacetwinError(f"no images given to enroll '{person}'.")
+        vectors = self.model.embed(images)
+        return self.enroll_embeddings(person, vectors, sources=[_sha256(i) for i in images])
+
+    def enroll_embeddings(self, person: str, embeddings, sources: list[str | None] | None = None) -> int:
+        """Add ready-made embeddings (made by this gallery's model) to ``person`` in one transaction."""
+        person = person.strip()
+        if not person:
+            raise FacetwinError("a person's name cannot be empty.")
+        vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        dim = self.model.embedding_dim
+        if vectors.shape[1] != dim:
+            raise FacetwinError(f"embeddings of '{person}' have {vectors.shape[1]} values; this model makes {dim}.")
+        sources = sources or [None] * len(vectors)
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", (person, now))
+            (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (person,)).fetchone()
+            db.executemany(
+                "INSERT INTO embeddings(person_id, vector, source_sha256, created) VALUES (?, ?, ?, ?)",
+                [(person_id, v.tobytes(), s, now) for v, s in zip(vectors, sources, strict=True)],
+            )
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        return len(vectors)
+
+    # ------------------------------------------------------------------ search
+    def identify(self, image, top_k: int = 1) -> IdentifyResult:
+        """Who is the largest face in ``image``? Open set: ``"unknown"`` beyond the model's threshold."""
+        crop = self.model.face_crops(image, no_face="error")[0]
+        vector = self.model.embed_crops(crop.crop[None])[0]
+        result = self.search(vector, top_k=top_k)
+        result.face = crop.to_dict()
+        return result
+
+    def search(self, vector, top_k: int = 1) -> IdentifyResult:
+        """The ``top_k`` nearest people to an embedding (each person's closest embedding counts)."""
+        snap = self._current()
+        threshold = float(self.model.threshold)
+        if snap.vectors.shape[0] == 0:
+            return IdentifyResult("unknown", [], "exact", threshold)
+        query = self._prepare(np.asarray(vector, dtype=np.float32)[None])
+        if snap.index is not None:
+            rows, distances = snap.index.search(query, max(top_k * 8, 32))
+            method = snap.index.name
+        else:
+            rows, distances = self._exact(snap.vectors, query)
+            method = "exact"
+        matches: list[Match] = []
+        seen: set[str] = set()
+        for row, d in zip(rows, distances, strict=True):
+            owner = str(snap.owners[row])
+            if owner in seen:
+                continue
+            seen.add(owner)
+            matches.append(Match(owner, float(d), float(self.model.probability(d))))
+            if len(matches) == top_k:
+                break
+        best = matches[0]
+        person = best.person if np.isfinite(threshold) and best.distance <= threshold else "unknown"
+        return IdentifyResult(person, matches, method, threshold)
+
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        if self.model.distance == "cosine":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _exact(self, vectors: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.model.distance == "cosine":
+            distances = 1.0 - vectors @ query[0]
+        else:
+            distances = np.sqrt(np.maximum(((vectors - query[0]) ** 2).sum(axis=1), 1e-7))
+        order = np.argsort(distances, kind="stable")
+        return order, distances[order]
+
+    def _current(self) -> _Snapshot:
+        """Vectors (and index) for the database's current generation, reloaded when it moved on."""
+        db = self._db()
+        generation = self._generation(db)
+        with self._snapshot_lock:
+            if self._snapshot is not None and self._snapshot.generation == generation:
+                return self._snapshot
+            rows = db.execute(
+                "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY e.id"
+            ).fetchall()
+            dim = self.model.embedding_dim
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            owners = np.array([r[1] for r in rows], dtype=object)
+            vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            vectors = self._prepare(vectors) if len(rows) else np.zeros((0, dim), np.float32)
+            index = None
+            if len(rows) >= self.index_threshold:
+                index = AnnIndex.load_or_build(self.path, generation, ids, vectors, self.model.distance)
+            self._snapshot = _Snapshot(generation, ids, owners, vectors, index)
+            return self._snapshot
+
+    # ------------------------------------------------------------------ manage
+    def people(self) -> list[PersonInfo]:
+        rows = self._db().execute(
+            "SELECT p.name, COUNT(e.id), p.created FROM people p LEFT JOIN embeddings e ON e.person_id = p.id "
+            "GROUP BY p.id ORDER BY p.name"
+        )
+        return [PersonInfo(name, count, created) for name, count, created in rows]
+
+    def remove(self, person: str) -> int:
+        """Erase ``person`` and their embeddings for good (secure delete, then VACUUM); returns rows removed."""
+        with self._transaction() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM embeddings e JOIN people p ON p.id = e.person_id WHERE p.name = ?", (person,)
+            ).fetchone()
+            found = db.execute("DELETE FROM people WHERE name = ?", (person,)).rowcount
+            if not found:
+                raise FacetwinError(f"{self.path}: no person named '{person}'.")
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        db = self._db()
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return count
+
+    def stats(self) -> dict:
+        db = self._db()
+        (people,) = db.execute("SELECT COUNT(*) FROM people").fetchone()
+        (embeddings,) = db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return {
+            "gallery": str(self.path),
+            "people": people,
+            "embeddings": embeddings,
+            "model": meta.get("model_source"),
+            "model_fingerprint": meta.get("model_fingerprint"),
+            "search": "exact" if embeddings < self.index_threshold else AnnIndex.NAME,
+            "index_threshold": self.index_threshold,
+            "bytes": self.path.stat().st_size,
+        }
+
+
+def _source_of(model: Model) -> str:
+    """How to load ``model`` again: its run directory, or its backbone's name."""
+    description = model.description if isinstance(model.description, dict) else {}
+    if description.get("run_dir"):
+        return str(description["run_dir"])
+    return str(description.get("backbone", {}).get("name", "sface"))
