@@ -162,24 +162,32 @@ class Gallery:
 
     def enroll_embeddings(self, person: str, embeddings, sources: list[str | None] | None = None) -> int:
         """Add ready-made embeddings (made by this gallery's model) to ``person`` in one transaction."""
-        person = person.strip()
-        if not person:
-            raise FacetwinError("a person's name cannot be empty.")
-        vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        return self.enroll_many({person: embeddings}, {person: sources} if sources else None)
+
+    def enroll_many(self, people: dict, sources: dict | None = None) -> int:
+        """Add embeddings of several people (``name -> (k, D) array``) in one transaction."""
         dim = self.model.embedding_dim
-        if vectors.shape[1] != dim:
-            raise FacetwinError(f"embeddings of '{person}' have {vectors.shape[1]} values; this model makes {dim}.")
-        sources = sources or [None] * len(vectors)
         now = time.time()
+        rows = []
+        for person, embeddings in people.items():
+            if not person.strip():
+                raise FacetwinError("a person's name cannot be empty.")
+            vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+            if vectors.shape[1] != dim:
+                raise FacetwinError(f"embeddings of '{person}' have {vectors.shape[1]} values; this model makes {dim}.")
+            digests = (sources or {}).get(person) or [None] * len(vectors)
+            rows += [(person.strip(), v.tobytes(), d) for v, d in zip(vectors, digests, strict=True)]
         with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", (person, now))
-            (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (person,)).fetchone()
             db.executemany(
-                "INSERT INTO embeddings(person_id, vector, source_sha256, created) VALUES (?, ?, ?, ?)",
-                [(person_id, v.tobytes(), s, now) for v, s in zip(vectors, sources, strict=True)],
+                "INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", [(p.strip(), now) for p in people]
+            )
+            db.executemany(
+                "INSERT INTO embeddings(person_id, vector, source_sha256, created) "
+                "SELECT id, ?, ?, ? FROM people WHERE name = ?",
+                [(blob, digest, now, name) for name, blob, digest in rows],
             )
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        return len(vectors)
+        return len(rows)
 
     # ------------------------------------------------------------------ search
     def identify(self, image, top_k: int = 1) -> IdentifyResult:
@@ -201,7 +209,7 @@ class Gallery:
             rows, distances = snap.index.search(query, max(top_k * 8, 32))
             method = snap.index.name
         else:
-            rows, distances = self._exact(snap.vectors, query)
+            rows, distances = self._exact(snap.vectors, query, max(top_k * 8, 32))
             method = "exact"
         matches: list[Match] = []
         seen: set[str] = set()
@@ -222,13 +230,16 @@ class Gallery:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _exact(self, vectors: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(self, vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows by the model's distance, nearest first."""
         if self.model.distance == "cosine":
             distances = 1.0 - vectors @ query[0]
         else:
             distances = np.sqrt(np.maximum(((vectors - query[0]) ** 2).sum(axis=1), 1e-7))
-        order = np.argsort(distances, kind="stable")
-        return order, distances[order]
+        k = min(k, distances.size)
+        nearest = np.argpartition(distances, k - 1)[:k]
+        nearest = nearest[np.argsort(distances[nearest], kind="stable")]
+        return nearest, distances[nearest]
 
     def _current(self) -> _Snapshot:
         """Vectors (and index) for the database's current generation, reloaded when it moved on."""
