@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_bytes
+from safetensors.torch import load_file, save
 
 from . import paths
 from .errors import FacetwinError
@@ -59,7 +59,7 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    paths.atomic_write_bytes(run_dir / "head.safetensors", save_bytes(state))
+    paths.atomic_write_bytes(run_dir / "head.safetensors", save(state))
     describe = backbone.describe()
     with torch.inference_mode():
         out_dim = int(model.embed(torch.zeros(1, int(backbone.feature_dim))).shape[1])

@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float | None = None
     split: str = "person"
     val_fraction: float = 0.2
+    val_draws: int = 5  # split person: validation pairs = this many draws of the pair rule (duplicates removed)
     seed: int = 0
     pairs: str | None = None  # fresh | fixed
     embedding_dim: int | None = None
@@ -253,8 +254,15 @@ class _PairPlan:
             if len(np.unique(labels[self.train_idx])) < 2:
                 raise FacetwinError("training needs at least two people outside the validation split.")
             if len(self.val_idx) and len(np.unique(labels[self.val_idx])) >= 2:
-                a, b, y = draw_pairs(labels[self.val_idx], epoch_rng(c.seed, 0, stream=1))
-                self.val_a, self.val_b, self.val_y = self.val_idx[a], self.val_idx[b], y
+                # Several draws of the paper's rule (duplicates removed): more validation pairs, less noise in
+                # the epoch choice; drawn once, so every epoch is judged on the same pairs.
+                val_labels = labels[self.val_idx]
+                draws = [draw_pairs(val_labels, epoch_rng(c.seed, 0, stream=1 + k)) for k in range(c.val_draws)]
+                a, b, y = (np.concatenate(z) for z in zip(*draws, strict=True))
+                key = np.minimum(a, b) * len(labels) + np.maximum(a, b)
+                _, first = np.unique(key, return_index=True)
+                first = np.sort(first)
+                self.val_a, self.val_b, self.val_y = self.val_idx[a[first]], self.val_idx[b[first]], y[first]
         else:  # paper: Keras validation_split on the pair array of the (first) draw
             if len(np.unique(labels)) < 2:
                 raise FacetwinError("training needs at least two people.")
