@@ -12,11 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, need
 
 from facetwin import FacetwinError, assets
 from facetwin.detect import detect_faces
 from facetwin.io import load_image
+
+from conftest import DATA, need
 
 LFW = DATA / "lfw-dev" / "images"
 

@@ -11,11 +11,12 @@ import sys
 import threading
 
 import pytest
-from conftest import FIXTURES, need
 
 from facetwin import FacetwinError
 from facetwin.backbones import vggface_weights as W
 from facetwin.download import fetch
+
+from conftest import FIXTURES, need
 
 H5 = FIXTURES / "vggface-keras" / "vggface_keras_legacy.h5"
 

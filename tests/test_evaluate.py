@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import DATA, need
 
 LFW = DATA / "lfw-dev" / "images"

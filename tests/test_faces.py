@@ -7,7 +7,6 @@ import math
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, need
 from PIL import Image
 
 from facetwin import FacetwinError
@@ -16,6 +15,8 @@ from facetwin.backbones.base import InputSpec
 from facetwin.detect import Face, detect_faces
 from facetwin.faces import NOTE_CENTRE, NOTE_DETECTED, NOTE_WHOLE, face_crops
 from facetwin.io import load_image
+
+from conftest import DATA, need
 
 FIVE = InputSpec(112, "five_point")
 VGG = InputSpec(224, "vggface")

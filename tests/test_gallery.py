@@ -9,10 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, need
 
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
+
+from conftest import DATA, need
 
 PHOTOS = DATA / "face_recognition_examples"
 

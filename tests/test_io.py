@@ -6,11 +6,12 @@ import io
 
 import numpy as np
 import pytest
-from conftest import DATA, need
 from PIL import Image
 
 from facetwin import FacetwinError
 from facetwin.io import MAX_PIXELS, load_image
+
+from conftest import DATA, need
 
 
 def _save(img: Image.Image, path, **kwargs):

@@ -14,8 +14,9 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import DATA, need
 from PIL import Image
+
+from conftest import DATA, need
 
 EXAMPLES = DATA / "face_recognition_examples"
 LFW = DATA / "lfw-dev" / "images"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import DATA, need
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import DATA, need
 
 pytest.importorskip("facetwin.faces", reason="detection/alignment (engineer B) not available")
@@ -38,10 +39,9 @@ def data_dir(tmp_path):
 
 
 def test_train_writes_a_run_and_second_run_uses_the_cache(data_dir, tmp_path, facetwin_home, monkeypatch):
-    from facetwin.backbones.sface import SFace
-
     import facetwin
     from facetwin.artifact import load_run
+    from facetwin.backbones.sface import SFace
 
     run = tmp_path / "run"
     summary = facetwin.train(data_dir, run, backbone="sface", preset="paper", epochs=2, progress=False)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, FIXTURES, need
 from PIL import Image
 
 import facetwin
@@ -20,6 +19,8 @@ from facetwin import FacetwinError, assets
 from facetwin.backbones.base import Backbone, Calibration, InputSpec
 from facetwin.backbones.sface import SFace
 from facetwin.model import Model, Verification, from_backbone
+
+from conftest import DATA, FIXTURES, need
 
 EXAMPLES = DATA / "face_recognition_examples"
 OBAMA, OBAMA2 = EXAMPLES / "obama" / "obama.jpg", EXAMPLES / "obama" / "obama2.jpg"

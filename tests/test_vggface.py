@@ -10,13 +10,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, need
 
 from facetwin import FacetwinError
 from facetwin.backbones import get_backbone
 from facetwin.backbones import vggface as V
 from facetwin.backbones import vggface_weights as W
 from facetwin.backbones.vggface_backbone import VGGFACE_MEAN_BGR, preprocess
+
+from conftest import FIXTURES, need
 
 KERAS = FIXTURES / "vggface-keras"
 H5 = KERAS / "vggface_keras_legacy.h5"
