@@ -68,3 +68,20 @@ def test_malformed_pairs_file_names_the_line(tmp_path):
     path.write_text("1\t1\nA 1 2\nA 1 B\n")
     with pytest.raises(FacetwinError, match=r"pairs.txt, line 3"):
         read_pairs(path)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_best_threshold_and_far_threshold_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    same = rng.random(300) < 0.5
+    d = np.round(rng.normal(loc=np.where(same, 0.4, 0.7), scale=0.2), 2)
+    candidates = np.r_[d.min() - 1, np.unique(d)]
+    best = max(np.mean((d <= t) == same) for t in candidates)
+    t = metrics.best_threshold(d, same)
+    assert metrics.accuracy(d, same, t) == pytest.approx(best)
+    assert not np.any(d == t)  # a midpoint, never on a sample
+    for far in (0.01, 0.05, 0.2):
+        t = metrics.threshold_at_far(d, same, far)
+        assert np.mean(d[~same] <= t) <= far
+        larger = np.unique(d[~same])[np.unique(d[~same]) > t]  # the next distance up would exceed the FAR
+        assert np.mean(d[~same] <= larger[0]) > far

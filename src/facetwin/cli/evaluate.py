@@ -66,6 +66,7 @@ def run(args) -> int:
             model=model,
             skip_missing=args.skip_missing or args.no_face == "skip",
             no_face="error" if args.no_face == "skip" else args.no_face,
+            batch_size=args.batch_size or 32,  # without --cross-train, --batch-size is the embedding batch
             progress=not args.quiet,
             json_path=args.json,
             plot_path=args.plot,
