@@ -43,10 +43,12 @@ def main() -> int:
     os.environ["FACETWIN_HOME"] = home
     import torch
 
+    from facetwin.dataset import dataset_from_features, list_images
     from facetwin.features import extract_features
     from facetwin.pairs import draw_pairs, epoch_rng
     from facetwin.splits import split_people
-    from facetwin.train import TrainConfig, dataset_from_features, fit, list_images, make_backbone
+    from facetwin.train import fit, make_backbone
+    from facetwin.train_config import TrainConfig
 
     weights = None
     if args.backbone == "vggface":

@@ -17,7 +17,8 @@ from facetwin.siamese import (
     fit_logistic,
 )
 from facetwin.splits import keras_split_at, split_people
-from facetwin.train import TrainConfig, fit
+from facetwin.train import fit
+from facetwin.train_config import TrainConfig
 
 
 class TableBackbone:

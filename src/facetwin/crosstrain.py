@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dataset import dataset_from_features, list_images
 from .errors import FacetwinError
 from .features import extract_features
-from .train import TrainConfig, dataset_from_features, fit, list_images, make_backbone, pair_distances
+from .train import fit, make_backbone, pair_distances
+from .train_config import TrainConfig
 
 
 def _person(rel: str) -> str:

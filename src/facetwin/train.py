@@ -19,19 +19,17 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import paths
+from .dataset import load_dataset
 from .errors import FacetwinError
-from .features import FeatureSet, extract_features
 from .pairs import draw_pairs, epoch_rng
 from .siamese import (
-    HEADS,
-    LOSSES,
     Siamese,
     auc,
     bce_loss,
@@ -41,194 +39,8 @@ from .siamese import (
     fit_logistic,
     log_loss,
 )
-from .splits import SPLITS, keras_split_at, split_people
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-NO_FACE_POLICIES = ("error", "center", "skip")
-PAPER = {
-    "head": "pretrained",
-    "embedding_dim": None,
-    "loss": "bce",
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "batch_size": 32,
-    "epochs": 60,
-    "pairs": "fixed",
-    "keep": "final",
-}
-
-
-@dataclass
-class TrainConfig:
-    """Every choice that determines a training run (recorded in ``model.json``). ``None`` = backbone default."""
-
-    backbone: str = "sface"
-    weights: str | None = None
-    preset: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None  # adam | adamw
-    weight_decay: float | None = None
-    split: str = "person"
-    val_fraction: float = 0.2
-    val_draws: int = 5  # split person: validation pairs = this many draws of the pair rule (duplicates removed)
-    seed: int = 0
-    pairs: str | None = None  # fresh | fixed
-    embedding_dim: int | None = None
-    loss: str | None = None  # bce | contrastive
-    margin: float | None = None  # contrastive margin; None = mean initial negative distance
-    head: str | None = None  # pretrained | residual
-    keep: str | None = None  # best (validation AUC, epoch 0 included) | final
-    no_face: str = "center"
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
-    logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
-    threads: int = 2
-
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` filled from the preset, then the backbone's defaults."""
-        c = dataclasses.replace(self)
-        if c.preset not in (None, "paper"):
-            raise FacetwinError(f"unknown preset '{c.preset}'; the only preset is 'paper'.")
-        defaults = dict(PAPER) if c.preset == "paper" else _backbone_defaults(c.backbone)
-        if c.preset == "paper" and c.backbone != "vggface":
-            # The paper trains VGG-Face's fc8; a backbone whose own head has no weights gets the residual head.
-            defaults["head"] = "residual"
-        for key, value in defaults.items():
-            if getattr(c, key) is None:
-                setattr(c, key, value)
-        if c.split not in SPLITS:
-            raise FacetwinError(f"unknown split '{c.split}'; choose one of: {', '.join(SPLITS)}.")
-        if c.pairs not in ("fresh", "fixed"):
-            raise FacetwinError(f"unknown pairs mode '{c.pairs}'; choose fresh or fixed.")
-        if c.loss not in LOSSES:
-            raise FacetwinError(f"unknown loss '{c.loss}'; choose one of: {', '.join(LOSSES)}.")
-        if c.head not in HEADS:
-            raise FacetwinError(f"unknown head '{c.head}'; choose one of: {', '.join(HEADS)}.")
-        if c.no_face not in NO_FACE_POLICIES:
-            raise FacetwinError(
-                f"unknown --no-face policy '{c.no_face}'; choose one of: {', '.join(NO_FACE_POLICIES)}."
-            )
-        if c.optimizer not in ("adam", "adamw"):
-            raise FacetwinError(f"unknown optimizer '{c.optimizer}'; choose adam or adamw.")
-        if c.keep not in ("best", "final"):
-            raise FacetwinError(f"unknown keep rule '{c.keep}'; choose best or final.")
-        if c.precision not in ("auto", "fp32", "bf16"):
-            raise FacetwinError(f"unknown precision '{c.precision}'; choose auto, fp32 or bf16.")
-        if c.precision == "auto":
-            # Measured on this project's 2-core AVX-512-BF16 machine: a vggface step took 30.6 ms in fp32 and
-            # 35.4 ms under bf16 autocast (the per-step casts of the 10.7 M fc8 weights and their gradient cost
-            # more than the faster matrix products save), so auto means fp32; bf16 stays available.
-            c.precision = "fp32"
-        if not (0.0 <= c.val_fraction < 1.0):
-            raise FacetwinError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
-        if c.epochs < 0 or c.batch_size < 1 or c.lr <= 0:
-            raise FacetwinError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0.")
-        return c
-
-
-def _backbone_defaults(backbone: str) -> dict:
-    if backbone == "vggface":
-        return {**PAPER, "pairs": "fresh", "keep": "best"}
-    return {
-        "head": "residual",
-        "embedding_dim": None,
-        "loss": "bce",
-        "optimizer": "adamw",
-        "lr": 1e-4,
-        "weight_decay": 0.05,
-        "batch_size": 32,
-        "epochs": 20,
-        "pairs": "fresh",
-        "keep": "best",
-    }
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class Dataset:
-    """A folder-per-person data set after the trunk: one feature row per usable image."""
-
-    root: str
-    files: list[str]  # usable images, person by person (sorted), files sorted
-    labels: np.ndarray  # (N,) int person index
-    people: list[str]
-    features: np.ndarray  # (N, feature_dim) float32
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
-    no_face: list[str] = field(default_factory=list)  # files without a detected face (centre crop or skipped)
-    no_face_action: str = "center"
-    extraction: dict = field(default_factory=dict)
-
-    def report(self) -> dict:
-        return {
-            "images": len(self.files),
-            "people": len(set(self.labels.tolist())),
-            "unreadable": len(self.unreadable),
-            "unreadable_first": [m for _, m in self.unreadable[:5]],
-            "no_face": len(self.no_face),
-            "no_face_action": {"center": "centre crop used", "skip": "skipped"}.get(self.no_face_action, "error"),
-            "no_face_first": self.no_face[:5],
-        }
-
-
-def list_images(data_dir: str | Path) -> tuple[list[str], list[str]]:
-    """``(files, person_of_each_file)`` of a folder-per-person directory (hidden files ignored)."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FacetwinError(f"{root}: not a directory (expected one sub-folder per person).")
-    files: list[str] = []
-    owners: list[str] = []
-    for person in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(person.iterdir()):
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(str(f))
-                owners.append(person.name)
-    if not files:
-        raise FacetwinError(f"{root}: no images found in person sub-folders.")
-    return files, owners
-
-
-def load_dataset(
-    data_dir: str | Path, backbone, *, no_face: str = "center", progress: bool = True, exclude_people=()
-) -> Dataset:
-    """List, extract (cached) and filter a folder-per-person data set for training."""
-    files, owners = list_images(data_dir)
-    excluded = set(exclude_people)
-    keep = [i for i, o in enumerate(owners) if o not in excluded]
-    files = [files[i] for i in keep]
-    owners = [owners[i] for i in keep]
-    fs = extract_features(backbone, files, progress=progress, desc="trunk features")
-    return dataset_from_features(str(data_dir), fs, owners, no_face=no_face)
-
-
-def dataset_from_features(root: str, fs: FeatureSet, owners: list[str], *, no_face: str) -> Dataset:
-    """Apply the no-face policy and build labels from a ``FeatureSet`` of the files of ``owners``."""
-    missing = set(fs.no_face)
-    if no_face == "error" and fs.no_face:
-        raise FacetwinError(
-            f"{fs.no_face[0]}: no face found ({len(fs.no_face)} image(s) without a face; "
-            "use --no-face center or --no-face skip)."
-        )
-    use = [i for i, f in enumerate(fs.files) if fs.ok[i] and not (no_face == "skip" and f in missing)]
-    people = sorted({owners[i] for i in use})
-    index = {p: k for k, p in enumerate(people)}
-    return Dataset(
-        root=root,
-        files=[fs.files[i] for i in use],
-        labels=np.array([index[owners[i]] for i in use], dtype=np.int64),
-        people=people,
-        features=fs.features[use],
-        unreadable=list(fs.failed),
-        no_face=list(fs.no_face),
-        no_face_action=no_face,
-        extraction={"computed": fs.computed, "cached": fs.cached, "trunk_calls": fs.trunk_calls, "seconds": fs.seconds},
-    )
-
-
-# ------------------------------------------------------------------------------------------- training
+from .splits import keras_split_at, split_people
+from .train_config import TrainConfig
 
 
 @dataclass
