@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import re
 import secrets
 import threading
 import time
@@ -29,126 +28,24 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..errors import FacetwinError
 from ..io import load_image
+from .http_errors import (
+    DEFAULT_MAX_UPLOAD,
+    ServiceError,
+    UploadLimit,
+    error_response,
+    error_responses,
+    web_message,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
-DEFAULT_MAX_UPLOAD = 10 * 2**20
 PUBLIC_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
-_CLI_HINT = re.compile(r"\s*\(use --no-face[^)]*\)")
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: one sentence that names the file and the problem."""
-
-    error: str
-
-
-def _responses(*codes: int) -> dict:
-    text = {
-        400: "a form field is missing or malformed",
-        401: "the server has an API key and the call did not send it",
-        404: "no such person",
-        413: "the request body is over the upload limit",
-        415: "an upload is not an image facetwin can decode",
-        422: "no face found in a photo",
-        503: "no gallery configured (people endpoints) or no decision threshold (verify)",
-    }
-    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
-
-
-class ServiceError(Exception):
-    """An HTTP error with a status and one sentence."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-class UploadLimit:
-    """ASGI middleware: 413 when the body is over ``limit`` bytes, by Content-Length or counted while reading."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app = app
-        self.limit = int(limit)
-
-    def _message(self) -> str:
-        return f"the upload is larger than the {self.limit / 2**20:g} MB this server accepts."
-
-    async def _send_413(self, send) -> None:
-        response = _error(413, self._message(), headers={"Connection": "close"})
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.limit:
-                    await self._drain(receive)
-                    await self._send_413(send)
-                    return
-        state = {"received": 0, "exceeded": False, "started": False}
-
-        async def counted_receive():
-            message = await receive()
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > self.limit:
-                    state["exceeded"] = True
-                    raise _BodyTooLarge()
-            return message
-
-        async def guarded_send(message) -> None:
-            if state["exceeded"]:
-                return  # whatever the app makes of the interrupted body, the answer is 413
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not state["exceeded"]:
-                raise
-        if state["exceeded"] and not state["started"]:
-            await self._send_413(send)
-
-    async def _drain(self, receive, cap: int = 64 * 2**20) -> None:
-        """Read (and drop) what the client already sent, up to ``cap``, so it gets the 413 rather than a reset."""
-        seen = 0
-        while seen <= cap:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            seen += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
 
 
 def _jsonable(obj: Any) -> Any:
@@ -170,12 +67,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def _clean(message: str) -> str:
-    """A library message without the CLI's advice (a web client has no ``--no-face`` flag)."""
-    message = _CLI_HINT.sub("", message).strip()
-    return message if message.endswith(".") else message + "."
 
 
 def _label(upload: UploadFile, field: str) -> str:
@@ -240,7 +131,7 @@ def create_app(
     # ------------------------------------------------------------------ errors and auth
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -249,7 +140,7 @@ def create_app(
             detail = f"no such endpoint: {request.method} {request.url.path}."
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}."
-        return _error(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -259,15 +150,15 @@ def create_app(
             message = f"missing form field '{where}'."
         else:
             message = f"invalid value for '{where}': {first.get('msg', 'malformed')}."
-        return _error(400, message)
+        return error_response(400, message)
 
     @app.exception_handler(FacetwinError)
     async def _facetwin_error(request: Request, exc: FacetwinError):
-        return _error(422, _clean(str(exc)))
+        return error_response(422, web_message(str(exc)))
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):
-        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details.")
+        return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details.")
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
@@ -279,7 +170,7 @@ def create_app(
                 sent = auth[7:].strip()
             if not sent or not secrets.compare_digest(sent.encode(), api_key.encode()):
                 reason = "a wrong API key was sent" if sent else "this server needs an API key"
-                return _error(
+                return error_response(
                     401, f"{reason}: send it as X-API-Key or Authorization: Bearer.",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -317,7 +208,7 @@ def create_app(
         try:
             return await run_in_threadpool(locked)
         except FacetwinError as exc:  # the images decoded: what is left is a photo without a face
-            raise ServiceError(422, _clean(str(exc))) from None
+            raise ServiceError(422, web_message(str(exc))) from None
 
     def need_gallery():
         if gallery is None:
@@ -348,7 +239,7 @@ def create_app(
                 swagger_favicon_url="docs-assets/favicon-32x32.png",
             )
 
-    @app.get("/healthz", summary="Liveness and what the server runs", responses=_responses(401))
+    @app.get("/healthz", summary="Liveness and what the server runs", responses=error_responses(401))
     async def healthz():
         return {
             "status": "ok",
@@ -363,7 +254,7 @@ def create_app(
 
     @app.post(
         "/v1/verify", summary="Are the two photos the same person?",
-        responses=_responses(400, 401, 413, 415, 422, 503),
+        responses=error_responses(400, 401, 413, 415, 422, 503),
     )
     async def verify(
         a: Annotated[UploadFile, File(description="first photo")],
@@ -388,7 +279,7 @@ def create_app(
 
     @app.post(
         "/v1/embed", summary="The embedding of the largest face of a photo",
-        responses=_responses(400, 401, 413, 415, 422),
+        responses=error_responses(400, 401, 413, 415, 422),
     )
     async def embed(image: Annotated[UploadFile, File(description="a photo")]):
         rgb, label = await decode(image, "image")
@@ -410,7 +301,7 @@ def create_app(
         }
 
     @app.post(
-        "/v1/identify", summary="Who in the gallery is this?", responses=_responses(400, 401, 413, 415, 422, 503)
+        "/v1/identify", summary="Who in the gallery is this?", responses=error_responses(400, 401, 413, 415, 422, 503)
     )
     async def identify(
         image: Annotated[UploadFile, File(description="a photo")],
@@ -434,7 +325,7 @@ def create_app(
 
     @app.post(
         "/v1/people/{person}/images", summary="Enroll photos of a person",
-        responses=_responses(400, 401, 413, 415, 422, 503),
+        responses=error_responses(400, 401, 413, 415, 422, 503),
     )
     async def enroll(
         person: str,
@@ -454,14 +345,14 @@ def create_app(
         added = await on_model(work)
         return {"person": person, "enrolled": int(added), "files": [label for _, label, _ in decoded]}
 
-    @app.get("/v1/people", summary="The people in the gallery", responses=_responses(401, 503))
+    @app.get("/v1/people", summary="The people in the gallery", responses=error_responses(401, 503))
     async def people():
         g = need_gallery()
         listing = await on_model(g.people)
         return {"people": _jsonable(listing)}
 
     @app.delete(
-        "/v1/people/{person}", summary="Remove a person and their embeddings", responses=_responses(401, 404, 503)
+        "/v1/people/{person}", summary="Remove a person and their embeddings", responses=error_responses(401, 404, 503)
     )
     async def remove(person: str):
         g = need_gallery()
@@ -471,7 +362,7 @@ def create_app(
         removed = await on_model(g.remove, person)
         return {"person": person, "removed": int(removed)}
 
-    @app.get("/v1/gallery", summary="Gallery statistics", responses=_responses(401, 503))
+    @app.get("/v1/gallery", summary="Gallery statistics", responses=error_responses(401, 503))
     async def gallery_stats():
         g = need_gallery()
         return _jsonable(await on_model(g.stats))
