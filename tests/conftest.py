@@ -1,7 +1,11 @@
-"""Shared test fixtures: the real data in ../shared, an isolated FACETWIN_HOME."""
+"""Shared test fixtures: the real data in ../shared, an isolated FACETWIN_HOME, a live server, the SFace model."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,38 @@ def facetwin_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "facetwin-home"
     monkeypatch.setenv("FACETWIN_HOME", str(home))
     return home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app):
+    """A real uvicorn server for ``app`` in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def model():
+    need(DATA / "face_recognition_examples")
+    import facetwin.model
+
+    return facetwin.model.load("sface")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,46 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, need
+from conftest import DATA, free_port, need, running
 
 EXAMPLES = DATA / "face_recognition_examples"
 LFW = DATA / "lfw-dev" / "images"
 CLI = "import sys; from facetwin.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(app):
-    """A real uvicorn server for ``app`` in a thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def model():
-    need(EXAMPLES)
-    import facetwin.model
-
-    return facetwin.model.load("sface")
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DATA, need
+from conftest import DATA, need, running
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -23,36 +19,6 @@ ARGS = [
 EXAMPLES = DATA / "face_recognition_examples"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
-
-
-@contextlib.contextmanager
-def running(app):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def model():
-    need(EXAMPLES)
-    import facetwin.model
-
-    return facetwin.model.load("sface")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +145,7 @@ def test_docs_render_offline(model, browser, tmp_path):
     with running(create_app(model, api_key=None)) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())  # no CDN
-        page.goto(url + "docs")
+        page.goto(url + "/docs")
         page.get_by_text("/v1/verify", exact=True).wait_for(timeout=30_000)
         assert page.get_by_text("/v1/people/{person}/images", exact=True).is_visible()
         save_screenshot(page, tmp_path, "facetwin-docs.png")
