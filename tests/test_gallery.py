@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from facetwin.ann_index import EF_SEARCH
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 
@@ -99,3 +100,8 @@ def test_hnsw_index_agrees_with_exact_search(tmp_path):
         hits += a.matches[0].person == e.matches[0].person == f"p{i}"
     assert hits >= 58
     assert (tmp_path / "approx.db.hnsw").exists()
+    assert exact.ann_index() is None
+    index = approx.ann_index()
+    assert index.ef_search == EF_SEARCH
+    index.ef_search = 64  # the benchmark's sweep knob reaches the FAISS graph
+    assert index.index.hnsw.efSearch == 64

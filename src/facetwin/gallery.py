@@ -241,6 +241,10 @@ class Gallery:
         nearest = nearest[np.argsort(distances[nearest], kind="stable")]
         return nearest, distances[nearest]
 
+    def ann_index(self) -> AnnIndex | None:
+        """The approximate index of the current gallery (None while search is exact)."""
+        return self._current().index
+
     def _current(self) -> _Snapshot:
         """Vectors (and index) for the database's current generation, reloaded when it moved on."""
         db = self._db()

@@ -23,7 +23,10 @@ def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = Tr
         p.add_argument("--layer", choices=["paper", "fc7", "fc8"], help="vggface: embedding layer (default paper)")
         p.add_argument("--preprocess", choices=["deepface", "vggface"], help="vggface: input normalisation")
         p.add_argument(
-            "--precision", choices=["auto", "fp32", "bf16"], help="trunk precision (default auto: measured choice)"
+            "--precision",
+            choices=["auto", "fp32", "bf16", "bf16-all"],
+            help="vggface trunk arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (fp32 through "
+            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32)",
         )
     p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
 
