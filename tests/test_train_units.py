@@ -8,6 +8,7 @@ import torch
 
 from facetwin.backbones.base import Calibration, InputSpec
 from facetwin.pairs import draw_pairs, epoch_rng
+from facetwin.precision import cpu_flags
 from facetwin.siamese import (
     Siamese,
     auc,
@@ -208,6 +209,13 @@ def test_paper_preset_hyperparameters():
         "fixed",
     )
     assert TrainConfig(backbone="vggface", preset="paper", epochs=5).resolved().epochs == 5
+
+
+def test_auto_head_precision_is_bf16_only_for_vggface_on_amx():
+    has_amx = "amx_bf16" in cpu_flags()
+    assert TrainConfig(backbone="sface").resolved().precision == "fp32"
+    assert TrainConfig(backbone="vggface").resolved().precision == ("bf16" if has_amx else "fp32")
+    assert TrainConfig(backbone="vggface", precision="fp32").resolved().precision == "fp32"
 
 
 def test_siamese_forward_shapes():

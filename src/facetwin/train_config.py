@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import FacetwinError
+from .precision import cpu_flags
 from .siamese import HEADS, LOSSES
 from .splits import SPLITS
 
@@ -87,10 +88,7 @@ class TrainConfig:
         if c.precision not in ("auto", "fp32", "bf16"):
             raise FacetwinError(f"unknown precision '{c.precision}'; choose auto, fp32 or bf16.")
         if c.precision == "auto":
-            # Measured on this project's 2-core AVX-512-BF16 machine: a vggface step took 30.6 ms in fp32 and
-            # 35.4 ms under bf16 autocast (the per-step casts of the 10.7 M fc8 weights and their gradient cost
-            # more than the faster matrix products save), so auto means fp32; bf16 stays available.
-            c.precision = "fp32"
+            c.precision = auto_head_precision(c.backbone)
         if not (0.0 <= c.val_fraction < 1.0):
             raise FacetwinError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
         if c.epochs < 0 or c.batch_size < 1 or c.lr <= 0:
@@ -113,3 +111,13 @@ def _backbone_defaults(backbone: str) -> dict:
         "pairs": "fresh",
         "keep": "best",
     }
+
+
+def auto_head_precision(backbone: str) -> str:
+    """bf16 autocast for the vggface head on AMX CPUs, fp32 elsewhere (measured with benchmarks/train_speed.py).
+
+    vggface steps (fc8: 10.7 M parameters, 32 pairs): with AMX 49.3 ms fp32 vs 30.5 ms bf16, same validation
+    accuracy; with AVX-512 BF16 alone 30.6 ms fp32 vs 35.4 ms bf16 (the casts cost more than they save).
+    The sface head is too small for bf16 to pay.
+    """
+    return "bf16" if backbone == "vggface" and "amx_bf16" in cpu_flags() else "fp32"
