@@ -71,3 +71,40 @@ def test_missing_images_are_an_error_or_skipped(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["pairs"] == 23 and result["skipped_pairs"] == 1
+
+
+def _fold_people(pairs_text: str) -> list[set[str]]:
+    """Names on each fold's lines of a pairs file (the people a cross-trained head must never see)."""
+    lines = pairs_text.splitlines()
+    folds, per_fold = map(int, lines[0].split())
+    people = [set() for _ in range(folds)]
+    for i, line in enumerate(lines[1:]):
+        parts = line.split()
+        people[i // (2 * per_fold)].update(parts[0::2] if len(parts) == 4 else parts[:1])
+    return people
+
+
+def test_cross_train_holds_out_each_folds_people(tmp_path):
+    pairs = _three_fold_pairs(tmp_path / "pairs.txt")
+    fold_people = _fold_people(pairs.read_text())
+    images = tmp_path / "images"  # the pairs' people plus people in no pair, linked from lfw-dev
+    images.mkdir()
+    in_pairs = set().union(*fold_people)
+    extra = [f.name for f in sorted(LFW.iterdir()) if f.name not in in_pairs][:20]
+    for name in sorted(in_pairs) + extra:
+        (images / name).symlink_to(LFW / name, target_is_directory=True)
+    out, plot = tmp_path / "x.json", tmp_path / "x.png"
+    options = ("--cross-train", "--epochs", "3", "--json", out, "--plot", plot, "--quiet")
+    done = _run("evaluate", pairs, "--images", images, *options)
+    assert done.returncode == 0, done.stderr
+    assert "own threshold" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["pairs"] == 24 and result["folds"] == 3 and len(result["per_fold"]) == 3
+    total = len(in_pairs) + len(extra)
+    for fold, held_out in zip(result["per_fold"], fold_people, strict=True):
+        assert fold["held_out_people"] == len(held_out)
+        assert fold["train_people"] == total - len(held_out)
+    assert result["accuracy"] == pytest.approx(sum(result["fold_accuracies"]) / 3)
+    assert result["accuracy"] >= 0.8 and result["auc"] >= 0.9
+    assert set(result["tar_at_far"]) == {"0.001", "0.01"} and "accuracy_kfold_threshold" in result
+    assert plot.stat().st_size > 10_000

@@ -43,6 +43,7 @@ def cross_train_evaluate(
     train_options: dict | None = None,
     skip_missing: bool = False,
     progress: bool = True,
+    plot_path=None,
 ) -> dict:
     """Evaluate ``pairs_path`` with one head per fold trained on the other people; the DESIGN.md evaluation JSON."""
     from . import metrics
@@ -129,8 +130,10 @@ def cross_train_evaluate(
             "folds": len(fold_ids),
             "accuracy": float(np.nanmean(accs)),
             "accuracy_std": float(np.nanstd(accs)),
+            "fold_accuracies": [float(a) for a in accs],
             "accuracy_kfold_threshold": kfold_acc,
             "accuracy_kfold_threshold_std": kfold_std,
+            "fold_accuracies_kfold_threshold": report["fold_accuracies"],
             "threshold_rule": "each fold: the best-accuracy distance on the trained model's own validation people "
             "(20% of its training people); never measured on the held-out fold",
             "per_fold": per_fold,
@@ -152,6 +155,13 @@ def cross_train_evaluate(
             },
         }
     )
+    if plot_path is not None:
+        from .report_plot import save_report_plot
+
+        threshold = float(np.median([f["threshold"] for f in per_fold]))
+        accuracy = f"{report['accuracy']:.4f} ± {report['accuracy_std']:.4f}"
+        title = f"{Path(pairs_path).name}, cross-trained: accuracy {accuracy}"
+        save_report_plot(plot_path, distances[ok], same[ok], threshold, title)
     return report
 
 

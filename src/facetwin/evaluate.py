@@ -99,10 +99,15 @@ def write_json(result: dict, path: str | Path) -> None:
 def summary(result: dict) -> str:
     """A few human lines about an evaluation result."""
     tar = result["tar_at_far"]
+    rule = "threshold chosen on the other folds"
+    if "accuracy_kfold_threshold" in result:  # cross-trained: each fold at its own model's threshold
+        rule = (
+            f"each fold at its trained model's own threshold; {result['accuracy_kfold_threshold'] * 100:.2f} % "
+            "with thresholds chosen on the other folds"
+        )
     lines = [
         f"{result['pairs']} pairs in {result['folds']} folds, {result['images']} images, {result['seconds']:.1f} s",
-        f"accuracy {result['accuracy'] * 100:.2f} % ± {result['accuracy_std'] * 100:.2f} "
-        f"(threshold chosen on the other folds)",
+        f"accuracy {result['accuracy'] * 100:.2f} % ± {result['accuracy_std'] * 100:.2f} ({rule})",
         f"AUC {result['auc']:.4f}   EER {result['eer'] * 100:.2f} %   "
         f"TAR@FAR=0.1% {tar['0.001'] * 100:.2f} %   TAR@FAR=1% {tar['0.01'] * 100:.2f} %",
     ]

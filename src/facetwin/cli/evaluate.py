@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     source.add_argument("--model", metavar="RUN_DIR", help="a trained run directory")
     source.add_argument("--backbone", default="sface", metavar="NAME", help="a plain backbone: sface or vggface")
     p.add_argument("--json", metavar="FILE", help="write the result as one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="ROC and histogram PNG (plain models)")
+    p.add_argument("--plot", metavar="FILE.png", help="ROC and distance histograms with the threshold, as PNG")
     p.add_argument("--skip-missing", action="store_true", help="drop pairs whose images are missing or unreadable")
     p.add_argument("--cross-train", action="store_true", help="train one head per fold on the other folds' people")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -52,6 +52,7 @@ def run(args) -> int:
             train_options=options,
             skip_missing=args.skip_missing,
             progress=not args.quiet,
+            plot_path=args.plot,
         )
         if args.json:
             write_json(result, args.json)
@@ -74,7 +75,7 @@ def run(args) -> int:
     print(summary(result))
     if args.json:
         print(f"wrote {args.json}")
-    if args.plot and not args.cross_train:
+    if args.plot:
         print(f"wrote {args.plot}")
     return 0
 
