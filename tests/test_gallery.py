@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from facetwin.ann_index import EF_SEARCH
+from facetwin.ann_index import EF_SEARCH, AnnIndex
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 
@@ -105,3 +105,38 @@ def test_hnsw_index_agrees_with_exact_search(tmp_path):
     assert index.ef_search == EF_SEARCH
     index.ef_search = 64  # the benchmark's sweep knob reaches the FAISS graph
     assert index.index.hnsw.efSearch == 64
+
+
+def _unit(rng, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, 128)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_hnsw_index_grows_with_enrolment_and_is_erased_on_remove(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    db = tmp_path / "big.db"
+    first, later = _unit(rng, 300), _unit(rng, 40)
+    gallery = Gallery(db, index_threshold=100)
+    gallery.enroll_many({f"p{i}": first[i : i + 1] for i in range(300)})
+    assert gallery.search(first[7]).matches[0].person == "p7"  # builds and saves the index
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the saved index was rebuilt instead of extended")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AnnIndex, "build", no_rebuild)
+        gallery.enroll_many({f"q{i}": later[i : i + 1] for i in range(40)})
+        fresh = Gallery(db, index_threshold=100)  # another process: reads the saved index from disk
+        result = fresh.search(later[5])
+        assert result.method == "faiss-hnsw" and result.matches[0].person == "q5"
+        assert fresh.ann_index().index.ntotal == 340
+        assert fresh.search(first[9]).matches[0].person == "p9"
+
+    index_file = tmp_path / "big.db.hnsw"
+    assert later[5].tobytes() in index_file.read_bytes()  # the index holds copies of the embeddings
+    fresh.remove("q5")
+    assert not index_file.exists()
+    result = fresh.search(later[5])  # rebuilt without q5
+    assert result.method == "faiss-hnsw" and result.matches[0].person != "q5"
+    assert fresh.ann_index().index.ntotal == 339
+    assert later[5].tobytes() not in index_file.read_bytes()

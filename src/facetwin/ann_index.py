@@ -1,8 +1,9 @@
 """Approximate nearest-neighbour search for large galleries: a FAISS HNSW graph kept beside the database.
 
 HNSW (Malkov & Yashunin) answers in about a millisecond at a million vectors with recall@1 near 1 and
-needs no training step, so it can be rebuilt from the database alone; the file records the gallery
-generation it was built from and is rebuilt when missing or stale.
+needs no training step, so it can be rebuilt from the database alone. The saved file's stamp records the
+rows it holds: rows enrolled since are added to it, and it is rebuilt when missing, unreadable or when
+anything was removed since (``remove`` also deletes the file, which holds copies of the embeddings).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from .paths import atomic_write_text
 
 M = 32  # graph degree
 EF_CONSTRUCTION = 80
-# Measured at 1M random 128-d vectors (M 32, efConstruction 80): efSearch 128 → recall@1 0.974,
-# 192 → 0.994, 256 → 0.999 at 1.6 ms p50; 256 keeps a margin above the 0.99 target.
+# benchmarks/gallery_speed.py at 1M random 128-d vectors (M 32, efConstruction 80): efSearch 128 → recall@1
+# 0.972, 192 → 0.990, 256 → 0.998 at 1.66 ms p50; 256 keeps a margin above the 0.99 target.
 EF_SEARCH = 256
 
 
@@ -42,21 +43,33 @@ class AnnIndex:
         return cls(index, ids, distance)
 
     @classmethod
-    def load_or_build(cls, gallery: Path, generation: int, ids, vectors, distance: str) -> AnnIndex:
-        """The saved index if it matches ``generation``, else a fresh one (saved atomically)."""
-        path = Path(f"{gallery}.hnsw")
-        stamp = Path(f"{gallery}.hnsw.json")
-        try:
-            if json.loads(stamp.read_text()) == {"generation": generation, "count": len(ids)}:
-                return cls(faiss.read_index(str(path)), ids, distance)
-        except (OSError, ValueError, RuntimeError):
-            pass
-        built = cls.build(vectors, ids, distance)
-        tmp = f"{path}.tmp{os.getpid()}"
-        faiss.write_index(built.index, tmp)
-        os.replace(tmp, path)
-        atomic_write_text(stamp, json.dumps({"generation": generation, "count": len(ids)}))
-        return built
+    def load_or_build(cls, gallery: Path, generation: int, removals: int, ids, vectors, distance: str) -> AnnIndex:
+        """The index for the gallery's current rows: the saved one, extended when rows were only added since it
+        was saved (no removal in between), else built afresh; whatever changed is saved atomically."""
+        saved = _load_saved(gallery, removals, ids)
+        grown = saved is None or saved.ntotal < len(ids)
+        if saved is None:
+            index = cls.build(vectors, ids, distance)
+        else:
+            if grown:
+                saved.add(np.ascontiguousarray(vectors[saved.ntotal :], dtype=np.float32))
+            index = cls(saved, ids, distance)
+        path, stamp = _files(gallery)
+        if grown:
+            tmp = f"{path}.tmp{os.getpid()}"
+            faiss.write_index(index.index, tmp)
+            os.replace(tmp, path)
+        if grown or _read_stamp(gallery).get("generation") != generation:
+            last_id = int(ids[-1]) if len(ids) else None
+            record = {"generation": generation, "removals": removals, "count": len(ids), "last_id": last_id}
+            atomic_write_text(stamp, json.dumps(record))
+        return index
+
+    @staticmethod
+    def discard(gallery: Path) -> None:
+        """Delete the saved index (it holds copies of the embeddings, e.g. of a person just removed)."""
+        for file in _files(gallery):
+            file.unlink(missing_ok=True)
 
     @property
     def ef_search(self) -> int:
@@ -74,3 +87,30 @@ class AnnIndex:
         rows, scores = rows[0][keep], scores[0][keep]
         distances = 1.0 - scores if self.distance == "cosine" else np.sqrt(np.maximum(scores, 1e-7))
         return rows, distances
+
+
+def _files(gallery: Path) -> tuple[Path, Path]:
+    return Path(f"{gallery}.hnsw"), Path(f"{gallery}.hnsw.json")
+
+
+def _read_stamp(gallery: Path) -> dict:
+    try:
+        stamp = json.loads(_files(gallery)[1].read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _load_saved(gallery: Path, removals: int, ids: np.ndarray):
+    """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since), else None."""
+    stamp = _read_stamp(gallery)
+    count = stamp.get("count")
+    if stamp.get("removals") != removals or not isinstance(count, int) or not 0 < count <= len(ids):
+        return None
+    if stamp.get("last_id") != int(ids[count - 1]):
+        return None
+    try:
+        index = faiss.read_index(str(_files(gallery)[0]))
+    except RuntimeError:
+        return None
+    return index if index.ntotal == count else None

@@ -137,6 +137,7 @@ class Gallery:
                     ("model_source", source),
                     ("model_description", json.dumps(model.description, default=str)),
                     ("generation", "0"),
+                    ("removals", "0"),
                 ],
             )
             recorded = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -147,8 +148,9 @@ class Gallery:
             )
         return model
 
-    def _generation(self, db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    def _counter(self, db: sqlite3.Connection, key: str) -> int:
+        """A meta counter: ``generation`` moves on every change, ``removals`` on every removal."""
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
     # ------------------------------------------------------------------ enroll
@@ -248,7 +250,7 @@ class Gallery:
     def _current(self) -> _Snapshot:
         """Vectors (and index) for the database's current generation, reloaded when it moved on."""
         db = self._db()
-        generation = self._generation(db)
+        generation = self._counter(db, "generation")
         with self._snapshot_lock:
             if self._snapshot is not None and self._snapshot.generation == generation:
                 return self._snapshot
@@ -262,7 +264,8 @@ class Gallery:
             vectors = self._prepare(vectors) if len(rows) else np.zeros((0, dim), np.float32)
             index = None
             if len(rows) >= self.index_threshold:
-                index = AnnIndex.load_or_build(self.path, generation, ids, vectors, self.model.distance)
+                removals = self._counter(db, "removals")
+                index = AnnIndex.load_or_build(self.path, generation, removals, ids, vectors, self.model.distance)
             self._snapshot = _Snapshot(generation, ids, owners, vectors, index)
             return self._snapshot
 
@@ -283,7 +286,8 @@ class Gallery:
             found = db.execute("DELETE FROM people WHERE name = ?", (person,)).rowcount
             if not found:
                 raise FacetwinError(f"{self.path}: no person named '{person}'.")
-            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key IN ('generation', 'removals')")
+        AnnIndex.discard(self.path)
         db = self._db()
         db.execute("VACUUM")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
