@@ -12,6 +12,7 @@ import pytest
 from conftest import DATA, need, running
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # git-ignored
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -36,10 +37,9 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    target = os.environ.get("FACETWIN_SCREENSHOT_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(target) / name)
+    target = Path(os.environ.get("FACETWIN_SCREENSHOT_DIR") or SCREENSHOTS)  # kept for a person to look at
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, target / name)
     return shot
 
 
