@@ -33,6 +33,10 @@ def timed_answers(gallery: Gallery, probes: np.ndarray) -> tuple[list[str], np.n
     return people, np.array(ms), methods.pop()
 
 
+def recall_at_1(answers: list[str], truth: list[str]) -> float:
+    return float(np.mean(np.array(answers) == np.array(truth)))
+
+
 def report(label: str, ms: np.ndarray) -> str:
     return f"{label:>24}: p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms per query"
 
@@ -69,14 +73,14 @@ def main() -> None:
         index = gallery.ann_index()
         print(report("exact", exact_ms))
         print(report(f"{method} (efSearch {index.ef_search})", approx_ms))
-        recall = np.mean(np.array(approx) == np.array(truth))
+        recall = recall_at_1(approx, truth)
         print(f"recall@1 of {method} against exact search: {recall:.4f} ({args.probes} probes)")
 
         default = index.ef_search
         for ef in (int(v) for v in args.ef_search.split(",") if v):
             index.ef_search = ef
             answers, ms, _ = timed_answers(gallery, probes)
-            recall = np.mean(np.array(answers) == np.array(truth))
+            recall = recall_at_1(answers, truth)
             print(f"{report(f'efSearch {ef}', ms)}, recall@1 {recall:.4f}")
         index.ef_search = default
 

@@ -46,7 +46,8 @@ class AnnIndex:
     def load_or_build(cls, gallery: Path, generation: int, removals: int, ids, vectors, distance: str) -> AnnIndex:
         """The index for the gallery's current rows: the saved one, extended when rows were only added since it
         was saved (no removal in between), else built afresh; whatever changed is saved atomically."""
-        saved = _load_saved(gallery, removals, ids)
+        stamp = _read_stamp(gallery)
+        saved = _load_saved(gallery, stamp, removals, ids)
         grown = saved is None or saved.ntotal < len(ids)
         if saved is None:
             index = cls.build(vectors, ids, distance)
@@ -54,15 +55,15 @@ class AnnIndex:
             if grown:
                 saved.add(np.ascontiguousarray(vectors[saved.ntotal :], dtype=np.float32))
             index = cls(saved, ids, distance)
-        path, stamp = _files(gallery)
+        path, stamp_path = _files(gallery)
         if grown:
             tmp = f"{path}.tmp{os.getpid()}"
             faiss.write_index(index.index, tmp)
             os.replace(tmp, path)
-        if grown or _read_stamp(gallery).get("generation") != generation:
+        if grown or stamp.get("generation") != generation:
             last_id = int(ids[-1]) if len(ids) else None
             record = {"generation": generation, "removals": removals, "count": len(ids), "last_id": last_id}
-            atomic_write_text(stamp, json.dumps(record))
+            atomic_write_text(stamp_path, json.dumps(record))
         return index
 
     @staticmethod
@@ -101,9 +102,8 @@ def _read_stamp(gallery: Path) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def _load_saved(gallery: Path, removals: int, ids: np.ndarray):
+def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray):
     """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since), else None."""
-    stamp = _read_stamp(gallery)
     count = stamp.get("count")
     if stamp.get("removals") != removals or not isinstance(count, int) or not 0 < count <= len(ids):
         return None

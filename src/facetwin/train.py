@@ -51,7 +51,7 @@ class FitResult:
     thresholds: dict
 
 
-class _PairPlan:
+class PairPlan:
     """Which pairs train and validate in each epoch (split rule + pair rule)."""
 
     def __init__(self, labels: np.ndarray, c: TrainConfig):
@@ -178,7 +178,7 @@ def fit(
     torch.set_flush_denormal(True)
     x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     labels = np.asarray(labels)
-    plan = _PairPlan(labels, c)
+    plan = PairPlan(labels, c)
 
     torch.manual_seed(c.seed)
     model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed))
