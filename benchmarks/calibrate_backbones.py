@@ -12,7 +12,7 @@ accuracies are printed. The constants written into the backbone are:
 - ``slope``, ``intercept``: logistic regression of same-person on distance over all pairs
   (``probability(d) = sigmoid(slope * d + intercept)``).
 
-The k-fold protocol is computed here; ``facetwin.metrics.kfold_accuracy`` (when present) is printed beside it
+The k-fold protocol is computed here; ``facetwin.evaluation.metrics.kfold_accuracy`` (when present) is printed beside it
 as a cross-check.
 """
 
@@ -126,7 +126,7 @@ def main() -> int:
     result = kfold(d, same, folds)
     cross_check = None
     try:  # engineer C's implementation, when present: printed beside ours as a cross-check
-        from facetwin import metrics
+        from facetwin.evaluation import metrics
 
         cross_check = float(metrics.kfold_accuracy(d, same, folds)["accuracy"])
     except Exception:  # absent, or another signature: ours stands alone

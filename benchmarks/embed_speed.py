@@ -86,7 +86,7 @@ def main() -> None:
         _child(args)
         return
 
-    from facetwin import precision
+    from facetwin.core import precision
 
     load_before = os.getloadavg()
     results = []

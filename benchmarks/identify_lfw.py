@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.gallery import Gallery
-from facetwin.model import load
+from facetwin.loading import load
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw-dev" / "images"
 

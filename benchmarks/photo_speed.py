@@ -42,7 +42,7 @@ def ms(values: list[float]) -> str:
 def bench(name: str, files: list[Path], **options) -> dict:
     import facetwin
     from facetwin.errors import FacetwinError
-    from facetwin.io import load_image
+    from facetwin.vision.io import load_image
 
     t = time.perf_counter()
     model = facetwin.load(name, **options)

@@ -2,7 +2,7 @@
 
     python benchmarks/split_overlap.py [--data ../shared/data/lfw-dev/images] [--seed 0]
 
-Uses the pair plan of ``facetwin train --preset paper`` itself (``facetwin.train.PairPlan``): ``--split paper``
+Uses the pair plan of ``facetwin train --preset paper`` itself (``facetwin.training.pairs.PairPlan``): ``--split paper``
 is Keras' ``validation_split=0.2`` on the pair array, ``--split person`` holds out 20 % of the people. Prints,
 for the first epoch's training pairs, the share of validation pairs with an image that also occurs in a
 training pair, and the share of validation people who occur in training pairs.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.dataset import list_images
-from facetwin.train import PairPlan
-from facetwin.train_config import TrainConfig
+from facetwin.training.config import TrainConfig
+from facetwin.training.dataset import list_images
+from facetwin.training.pairs import PairPlan
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw-dev" / "images"
 

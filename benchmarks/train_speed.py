@@ -43,12 +43,13 @@ def main() -> int:
     os.environ["FACETWIN_HOME"] = home
     import torch
 
-    from facetwin.dataset import dataset_from_features, list_images
-    from facetwin.features import extract_features
-    from facetwin.pairs import draw_pairs, epoch_rng
-    from facetwin.splits import split_people
-    from facetwin.train import fit, make_backbone
-    from facetwin.train_config import TrainConfig
+    from facetwin.backbones import make_backbone
+    from facetwin.training.config import TrainConfig
+    from facetwin.training.dataset import dataset_from_features, list_images
+    from facetwin.training.features import extract_features
+    from facetwin.training.fit import fit
+    from facetwin.training.pairs import draw_pairs, epoch_rng
+    from facetwin.training.splits import split_people
 
     weights = None
     if args.backbone == "vggface":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,23 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared asset {path} is absent")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory):
+    """The whole session (and every process it starts) writes caches into a temporary folder, never into
+    the user's ``~/.cache``: FACETWIN_HOME, matplotlib's config and XDG caches."""
+    root = tmp_path_factory.mktemp("session-home")
+    saved = {key: os.environ.get(key) for key in ("FACETWIN_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME")}
+    os.environ.update(
+        FACETWIN_HOME=str(root / "facetwin"), MPLCONFIGDIR=str(root / "matplotlib"), XDG_CACHE_HOME=str(root / "xdg")
+    )
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture
@@ -60,6 +78,6 @@ def running(app):
 @pytest.fixture(scope="module")
 def model():
     need(DATA / "face_recognition_examples")
-    import facetwin.model
+    import facetwin.loading
 
-    return facetwin.model.load("sface")
+    return facetwin.loading.load("sface")

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facetwin import FacetwinError, assets
-from facetwin.detect import detect_faces
-from facetwin.io import load_image
+from facetwin import FacetwinError
+from facetwin.core import assets
+from facetwin.vision.detect import detect_faces
+from facetwin.vision.io import load_image
 
 from conftest import DATA, need
 

@@ -14,7 +14,7 @@ import pytest
 
 from facetwin import FacetwinError
 from facetwin.backbones import vggface_weights as W
-from facetwin.download import fetch
+from facetwin.core.download import fetch
 
 from conftest import FIXTURES, need
 

@@ -54,6 +54,12 @@ def test_three_folds_through_the_cli(tmp_path):
         assert key in result
     assert set(result["tar_at_far"]) == {"0.001", "0.01"}
     assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert result["embedding_cache"]["computed"] == result["images"]
+    again = _run("evaluate", pairs, "--images", LFW, "--backbone", "sface", "--json", out, "--quiet")
+    assert again.returncode == 0, again.stderr
+    second = json.loads(out.read_text())
+    assert second["embedding_cache"] == {"computed": 0, "cached": result["images"]}  # the trunk did not run again
+    assert second["accuracy"] == result["accuracy"] and second["auc"] == result["auc"]
 
 
 def test_missing_images_are_an_error_or_skipped(tmp_path):

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from facetwin import FacetwinError
-from facetwin.align import ARCFACE_112, eye_angle, five_point, similarity_transform, vggface
 from facetwin.backbones.base import InputSpec
-from facetwin.detect import Face, detect_faces
-from facetwin.faces import NOTE_CENTRE, NOTE_DETECTED, NOTE_WHOLE, face_crops
-from facetwin.io import load_image
+from facetwin.vision.align import ARCFACE_112, eye_angle, five_point, similarity_transform, vggface
+from facetwin.vision.detect import Face, detect_faces
+from facetwin.vision.faces import NOTE_CENTRE, NOTE_DETECTED, NOTE_WHOLE, face_crops
+from facetwin.vision.io import load_image
 
 from conftest import DATA, need
 

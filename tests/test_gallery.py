@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from facetwin.ann_index import EF_SEARCH, AnnIndex
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
+from facetwin.gallery.index import EF_SEARCH, AnnIndex
 
 from conftest import DATA, need
 

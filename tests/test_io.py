@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facetwin import FacetwinError
-from facetwin.io import MAX_PIXELS, load_image
+from facetwin.vision.io import MAX_PIXELS, load_image
 
 from conftest import DATA, need
 
@@ -164,7 +164,7 @@ def test_non_images_and_missing_files(tmp_path):
         load_image(b"")
     with pytest.raises(FacetwinError, match=r"absent\.png: no such file"):
         load_image(tmp_path / "absent.png")
-    with pytest.raises(FacetwinError, match="no such file"):
+    with pytest.raises(FacetwinError, match="is a folder, not a photo"):
         load_image(tmp_path)  # a directory
 
 

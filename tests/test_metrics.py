@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from facetwin import metrics
 from facetwin.errors import FacetwinError
-from facetwin.pairs_file import read_pairs
+from facetwin.evaluation import metrics
+from facetwin.evaluation.pairs_file import read_pairs
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -268,7 +268,7 @@ def test_people_enroll_identify_list_delete(model, tmp_path):
     from facetwin.service import create_app
 
     gallery_file = tmp_path / "people.gallery"
-    with running(create_app(model, gallery_path=gallery_file, api_key=None)) as base, httpx.Client(
+    with running(create_app(model, gallery=gallery_file, api_key=None)) as base, httpx.Client(
         base_url=base, timeout=120
     ) as c:
         assert c.get("/v1/people").json() == {"people": []}

@@ -105,7 +105,7 @@ def test_people_page(model, browser, tmp_path):
 
     obama = [need(EXAMPLES / "obama" / n) for n in ("obama.jpg", "obama1.jpg")]
     biden = need(EXAMPLES / "biden/biden.jpg")
-    with running(create_app(model, gallery_path=tmp_path / "people.gallery", api_key=None)) as url:
+    with running(create_app(model, gallery=tmp_path / "people.gallery", api_key=None)) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 820})
         page.goto(url)
         page.click("#tab-people")

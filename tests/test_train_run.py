@@ -15,9 +15,6 @@ import torch
 
 from conftest import DATA, need
 
-pytest.importorskip("facetwin.faces", reason="detection/alignment (engineer B) not available")
-pytest.importorskip("facetwin.backbones.sface", reason="sface backbone (engineer B) not available")
-
 
 def _subset(tmp_path: Path, people: int = 6, per_person: int = 6, broken: bool = False) -> Path:
     """A folder-per-person set of symlinks to AT&T images (no data copied)."""
@@ -40,8 +37,8 @@ def data_dir(tmp_path):
 
 def test_train_writes_a_run_and_second_run_uses_the_cache(data_dir, tmp_path, facetwin_home, monkeypatch):
     import facetwin
-    from facetwin.artifact import load_run
     from facetwin.backbones.sface import SFace
+    from facetwin.loading import load
 
     run = tmp_path / "run"
     summary = facetwin.train(data_dir, run, backbone="sface", preset="paper", epochs=2, progress=False)
@@ -77,7 +74,7 @@ def test_train_writes_a_run_and_second_run_uses_the_cache(data_dir, tmp_path, fa
     assert again["data"]["extraction"]["computed"] == 0 and again["data"]["extraction"]["cached"] == 36
 
     # The run directory loads as a Model whose head and decision rule are the trained ones.
-    model = load_run(run)
+    model = load(run)
     assert model.distance == "euclidean"
     assert model.threshold == pytest.approx(doc["threshold"]["value"])
     assert model.slope == pytest.approx(doc["head"]["logistic"]["slope"]) and model.slope < 0

@@ -7,19 +7,17 @@ import pytest
 import torch
 
 from facetwin.backbones.base import Calibration, InputSpec
-from facetwin.pairs import draw_pairs, epoch_rng
-from facetwin.precision import cpu_flags
-from facetwin.siamese import (
+from facetwin.core.precision import cpu_flags
+from facetwin.training.config import TrainConfig
+from facetwin.training.fit import fit
+from facetwin.training.pairs import draw_pairs, epoch_rng
+from facetwin.training.siamese import (
     Siamese,
-    auc,
-    best_threshold,
     build_head,
     euclidean,
     fit_logistic,
 )
-from facetwin.splits import keras_split_at, split_people
-from facetwin.train import fit
-from facetwin.train_config import TrainConfig
+from facetwin.training.splits import keras_split_at, split_people
 
 
 class TableBackbone:
@@ -107,18 +105,6 @@ def test_logistic_fit_has_negative_slope_and_sensible_threshold():
     slope, intercept = fit_logistic(d, y)
     assert slope < 0
     assert -intercept / slope == pytest.approx(1.0, abs=0.05)
-
-
-def test_auc_and_best_threshold_against_sklearn():
-    metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(1)
-    d = np.round(rng.random(300), 2)  # ties on purpose
-    y = rng.random(300) < 0.5 + 0.3 * (d < 0.5)
-    assert auc(d, y) == pytest.approx(metrics.roc_auc_score(y, -d))
-    t, acc = best_threshold(d, y)
-    assert np.mean((d <= t) == y) == pytest.approx(acc)
-    brute = max(np.mean((d <= c) == y) for c in np.concatenate([[-1.0], d]))
-    assert acc == pytest.approx(brute)
 
 
 def test_residual_head_starts_with_the_backbones_ranking():

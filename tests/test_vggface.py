@@ -83,7 +83,7 @@ def test_keras_kernel_mapping_matches_a_real_convolution():
     kernel = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)
     x = rng.standard_normal((1, 5, 5, 64)).astype(np.float32)
     expected = np.einsum("hwc,hwco->o", x[0, 1:4, 1:4, :], kernel)  # Keras 'valid' output at (1, 1)
-    weight = V.keras_kernel_to_torch(spec, torch.from_numpy(kernel))
+    weight = W.keras_kernel_to_torch(spec, torch.from_numpy(kernel))
     got = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), weight)[0, :, 1, 1]
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
 

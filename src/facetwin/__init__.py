@@ -1,10 +1,20 @@
-"""facetwin: face verification and recognition by VGG-Face transfer learning and a Siamese network."""
+"""facetwin: face verification and recognition by VGG-Face transfer learning and a Siamese network.
 
-from .errors import FacetwinError
-from .evaluate import evaluate
-from .gallery import Gallery
-from .model import Model, Verification, load
-from .train import train
+The public names live in :mod:`facetwin.api`; they are imported on first use, so ``import facetwin``
+(and the command line) stays fast until a model is actually needed.
+"""
+
+from __future__ import annotations
+
+from facetwin.errors import FacetwinError
 
 __version__ = "0.1.0"
 __all__ = ["FacetwinError", "Gallery", "Model", "Verification", "__version__", "evaluate", "load", "train"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from facetwin import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'facetwin' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """A usable face model: backbone (frozen trunk) + head + distance + decision rule.
 
-``facetwin.load("sface")`` gives the plain backbone with its calibrated threshold;
-``facetwin.load("runs/my-run")`` gives a trained Siamese head (``artifact.load_run``).
+``Model`` only computes: crops → trunk features → head → embeddings → distance → verdict. Loading a model by
+name or from a run directory is :func:`facetwin.loading.load`.
 
 >>> model = facetwin.load("sface")
 >>> model.verify("a.jpg", "b.jpg")      # Verification(same=True, distance=0.31, threshold=..., ...)
@@ -11,22 +11,23 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+from PIL import Image
 
-from .backbones import DEFAULT_BACKBONE, get_backbone
-from .backbones.base import Backbone
-from .errors import FacetwinError
-from .faces import FaceCrop, face_crops
+from facetwin.backbones.base import Backbone
+from facetwin.core import distances as D
+from facetwin.core.jsonsafe import canonical_json
+from facetwin.errors import FacetwinError
+from facetwin.vision.faces import NOTE_WHOLE, FaceCrop, crop_batches, face_crops
 
-EUCLIDEAN_EPS = 1e-7  # Keras' epsilon in the paper's sqrt(max(sum((a-b)^2), eps))
-DISTANCES = ("cosine", "euclidean")
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -62,25 +63,12 @@ class EmbedBatch:
     faces: list[dict | None] = field(default_factory=list)  # per source: the FaceCrop description, None if failed
 
 
-def _canonical(obj) -> str:
-    def clean(value):
-        if isinstance(value, float):
-            return value if math.isfinite(value) else None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        if isinstance(value, np.generic):
-            return clean(value.item())
-        if isinstance(value, str | int | bool) or value is None:
-            return value
-        return str(value)
-
-    return json.dumps(clean(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def _label(source, row: int) -> str:
+    return str(source) if isinstance(source, str | Path) else f"image {row}"
 
 
 class Model:
@@ -89,23 +77,27 @@ class Model:
     def __init__(
         self,
         backbone: Backbone,
-        head: torch.nn.Module,
+        head: torch.nn.Module | None,
         distance: str,
         threshold: float,
         slope: float,
         intercept: float,
         description: dict,
+        source: str,
     ) -> None:
-        if distance not in DISTANCES:
-            raise FacetwinError(f"unknown distance '{distance}'; choose one of: {', '.join(DISTANCES)}.")
+        """``head`` None means the backbone's own pretrained head; ``source`` is how to load this model again
+        (a backbone name or a run directory), which galleries record and the service reports."""
+        if distance not in D.DISTANCES:
+            raise FacetwinError(f"unknown distance '{distance}'; choose one of: {', '.join(D.DISTANCES)}.")
         self.backbone = backbone
-        self.head = head.eval()
+        self.head = head.eval() if head is not None else None
         self.distance = distance
         self.threshold = float(threshold)
         self.slope = float(slope)
         self.intercept = float(intercept)
         self.description = description
-        self.fingerprint = hashlib.sha256(_canonical(description).encode("utf-8")).hexdigest()
+        self.source = str(source)
+        self.fingerprint = hashlib.sha256(canonical_json(description).encode("utf-8")).hexdigest()
 
     # ---------------------------------------------------------------- crops and embeddings
     def face_crops(self, image, **policy) -> list[FaceCrop]:
@@ -117,27 +109,42 @@ class Model:
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
-        features = self.backbone.trunk(crops)
-        with torch.inference_mode():
-            out = self.head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
-        return out.float().numpy()
+        return self.embed_features(self.backbone.trunk(crops))
 
-    def embed(self, images, *, detect: bool = True, no_face: str = "error") -> np.ndarray:
-        """One embedding per image (its largest face): ``(N, D)`` float32; a bad image raises FacetwinError."""
-        if isinstance(images, str | Path | bytes | bytearray) or (isinstance(images, np.ndarray) and images.ndim <= 3):
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """Embeddings ``(N, D)`` float32 of trunk features (e.g. from the feature cache)."""
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        if self.head is None:
+            return self.backbone.embed_features(features)
+        import torch
+
+        with torch.inference_mode():
+            return self.head(torch.from_numpy(features)).float().numpy()
+
+    def embed(self, images, *, detect: bool = True, no_face: str = "error", names=None) -> np.ndarray:
+        """One embedding per image (its largest face): ``(N, D)`` float32; a bad image raises FacetwinError.
+
+        Images are paths, bytes, PIL images or RGB arrays; ``names`` label them in messages.
+        """
+        if isinstance(images, str | Path | bytes | bytearray | Image.Image) or (
+            isinstance(images, np.ndarray) and images.ndim <= 3
+        ):
             images = [images]
-        crops = [self.face_crops(img, detect=detect, no_face=no_face)[0].crop for img in images]
+        labels = list(names) if names is not None else [None] * len(images)
+        crops = [
+            self.face_crops(img, detect=detect, no_face=no_face, name=label)[0].crop
+            for img, label in zip(images, labels, strict=True)
+        ]
         if not crops:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return self.embed_crops(np.stack(crops))
 
     @property
     def embedding_dim(self) -> int:
-        dim = self.description.get("embedding_dim") if isinstance(self.description, dict) else None
+        dim = self.description.get("embedding_dim")
         if isinstance(dim, int):
             return dim
-        with torch.inference_mode():
-            return int(self.head(torch.zeros(1, int(self.backbone.feature_dim))).shape[1])
+        return int(self.embed_features(np.zeros((1, int(self.backbone.feature_dim)), np.float32)).shape[1])
 
     def embed_many(
         self,
@@ -150,45 +157,31 @@ class Model:
     ) -> EmbedBatch:
         """Embeddings of many images, batched; with ``skip_unreadable`` bad files become NaN rows + ``failed``."""
         sources = list(sources)
-        dim = self.embedding_dim
-        out = np.full((len(sources), dim), np.nan, dtype=np.float32)
-        ok = np.zeros(len(sources), dtype=bool)
-        result = EmbedBatch(out, ok, faces=[None] * len(sources))
-        rows: list[int] = []
-        crops: list[np.ndarray] = []
-
-        def flush() -> None:
-            if rows:
-                out[rows] = self.embed_crops(np.stack(crops))
-                ok[rows] = True
-                rows.clear()
-                crops.clear()
-
+        labels = [_label(source, row) for row, source in enumerate(sources)]
+        out = np.full((len(sources), self.embedding_dim), np.nan, dtype=np.float32)
+        result = EmbedBatch(out, np.zeros(len(sources), dtype=bool), faces=[None] * len(sources))
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(sources), desc="embedding", unit="img", leave=False)
         try:
-            for row, source in enumerate(sources):
-                label = str(source) if isinstance(source, str | Path) else f"image {row}"
-                try:
-                    crop = self.face_crops(source, no_face=no_face, name=label)[0]
-                except FacetwinError as exc:
-                    if not skip_unreadable:
-                        raise
-                    result.failed.append((label, str(exc)))
-                else:
-                    if crop.face is None and crop.note != "whole image (no detection)":
-                        result.no_face.append(label)
+            batches = crop_batches(
+                zip(labels, sources, strict=True), self.backbone.input, batch_size=batch_size, no_face=no_face
+            )
+            for batch in batches:
+                if batch.failed and not skip_unreadable:
+                    raise FacetwinError(batch.failed[0][1])
+                result.failed += [(labels[row], message) for row, message in batch.failed]
+                if batch.rows:
+                    out[batch.rows] = self.embed_crops(np.stack(batch.crops))
+                    result.ok[batch.rows] = True
+                for row, crop in zip(batch.rows, batch.faces, strict=True):
                     result.faces[row] = crop.to_dict()
-                    rows.append(row)
-                    crops.append(crop.crop)
-                    if len(rows) >= batch_size:
-                        flush()
+                    if crop.face is None and crop.note != NOTE_WHOLE:
+                        result.no_face.append(labels[row])
                 if bar is not None:
-                    bar.update(1)
-            flush()
+                    bar.update(batch.done)
         finally:
             if bar is not None:
                 bar.close()
@@ -197,14 +190,7 @@ class Model:
     # ---------------------------------------------------------------- decisions
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise distance ``(N,)`` between embeddings (cosine: ``1 - cos``; Euclidean: Keras-eps sqrt)."""
-        a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-        b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-        if self.distance == "cosine":
-            na = np.linalg.norm(a, axis=1)
-            nb = np.linalg.norm(b, axis=1)
-            cos = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
-            return (1.0 - cos).astype(np.float64)
-        return np.sqrt(np.maximum(((a - b) ** 2).sum(axis=1), EUCLIDEAN_EPS))
+        return D.paired(a, b, self.distance)
 
     def probability(self, d):
         """Probability of "same person" for distance(s) ``d``: ``sigmoid(slope * d + intercept)``."""
@@ -262,35 +248,14 @@ def from_backbone(backbone: Backbone, *, threshold: float | None = None) -> Mode
     }  # what determines the embeddings (the fingerprint galleries key on); the decision rule is not part of it
     return Model(
         backbone=backbone,
-        head=backbone.pretrained_head(),
+        head=None,
         distance=backbone.distance,
         threshold=cal.threshold if threshold is None else float(threshold),
         slope=cal.slope,
         intercept=cal.intercept,
         description=description,
+        source=backbone.name,
     )
 
 
-def load(
-    name_or_run_dir: str | Path = DEFAULT_BACKBONE, *, threshold: float | None = None, **backbone_options
-) -> Model:
-    """A model by backbone name ("sface", "vggface", with backbone options) or a trained run directory."""
-    target = str(name_or_run_dir)
-    path = Path(target)
-    if path.is_dir() or (path.suffix == "" and ("/" in target or "\\" in target)):
-        if not (path / "model.json").is_file():
-            raise FacetwinError(f"{path}: not a facetwin run directory (no model.json).")
-        from .artifact import load_run
-
-        if backbone_options:
-            raise FacetwinError(
-                f"{path}: a trained run fixes its backbone; drop the backbone options {sorted(backbone_options)}."
-            )
-        model = load_run(path)
-        if threshold is not None:
-            model.threshold = float(threshold)
-        return model
-    return from_backbone(get_backbone(target, **backbone_options), threshold=threshold)
-
-
-__all__ = ["Model", "Verification", "EmbedBatch", "load", "from_backbone"]
+__all__ = ["Model", "Verification", "EmbedBatch", "from_backbone"]

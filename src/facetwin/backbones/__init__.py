@@ -1,41 +1,14 @@
-"""Backbone registry: ``get_backbone("sface")``, ``get_backbone("vggface", weights=..., precision=...)``."""
+"""Pretrained face networks split into a frozen trunk and a replaceable head (see ``base.py``)."""
 
-from __future__ import annotations
+from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.backbones.registry import DEFAULT_BACKBONE, backbone_names, get_backbone, make_backbone
 
-from collections.abc import Callable
-
-from ..errors import FacetwinError
-from .base import Backbone, Calibration, InputSpec
-
-
-def _sface(**options) -> Backbone:
-    from .sface import SFace
-
-    return SFace(**options)
-
-
-def _vggface(**options) -> Backbone:
-    from .vggface_backbone import VGGFaceBackbone
-
-    return VGGFaceBackbone(**options)
-
-
-_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface}
-DEFAULT_BACKBONE = "sface"
-
-
-def backbone_names() -> list[str]:
-    """Names accepted by :func:`get_backbone`."""
-    return sorted(_REGISTRY)
-
-
-def get_backbone(name: str, **options) -> Backbone:
-    """Create the backbone ``name``; options are backbone-specific (weights file, precision, ...)."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise FacetwinError(f"unknown backbone '{name}'; choose one of: {', '.join(backbone_names())}.") from None
-    return factory(**options)
-
-
-__all__ = ["Backbone", "Calibration", "InputSpec", "backbone_names", "get_backbone", "DEFAULT_BACKBONE"]
+__all__ = [
+    "Backbone",
+    "Calibration",
+    "InputSpec",
+    "backbone_names",
+    "get_backbone",
+    "make_backbone",
+    "DEFAULT_BACKBONE",
+]

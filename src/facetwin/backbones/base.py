@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from facetwin.vision.align import InputSpec
 
-@dataclass(frozen=True)
-class InputSpec:
-    """The crop a backbone expects: side length in pixels and the alignment that makes it."""
-
-    size: int
-    alignment: str  # "five_point" (similarity transform to a 5-landmark template) or "vggface" (level eyes, crop box)
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -60,8 +57,17 @@ class Backbone(ABC):
         must compute identical trunk features.
         """
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """The backbone's own embeddings ``(N, embedding_dim)`` for aligned crops."""
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """The pretrained head applied to trunk features: ``(N, embedding_dim)`` float32."""
+        import torch
+
         head = self.pretrained_head().eval()
         with torch.inference_mode():
-            return head(torch.from_numpy(self.trunk(crops))).float().numpy()
+            return head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).float().numpy()
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """The backbone's own embeddings ``(N, embedding_dim)`` for aligned crops."""
+        return self.embed_features(self.trunk(crops))
+
+
+__all__ = ["Backbone", "Calibration", "InputSpec"]

@@ -16,13 +16,17 @@ the head output ranks pairs exactly like the cosine distance (``|a-b|^2 = 2 - 2 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .. import assets
-from ..errors import FacetwinError
-from .base import Backbone, Calibration, InputSpec
+from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.core import assets
+from facetwin.core.distances import normalize
+from facetwin.errors import FacetwinError
+
+if TYPE_CHECKING:
+    import torch
 
 INPUT_SIZE = 112
 FEATURE_DIM = 128
@@ -34,13 +38,6 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 #   python benchmarks/calibrate_backbones.py --backbone sface
 # (5-fold accuracy 99.03 % ± 0.27 with these settings; threshold 0.6636 = cosine similarity 0.336).
 CALIBRATION = Calibration(threshold=0.6636, slope=-24.9758, intercept=17.1334)
-
-
-class L2Normalize(torch.nn.Module):
-    """``x / |x|`` row-wise (the pretrained head of metric-learning backbones)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(x, p=2.0, dim=1, eps=1e-12)
 
 
 def fixed_model(data: bytes):
@@ -191,12 +188,12 @@ class SFace(Backbone):
         return out
 
     def pretrained_head(self) -> torch.nn.Module:
+        from facetwin.backbones.layers import L2Normalize
+
         return L2Normalize().eval()
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        features = self.trunk(crops)
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        return (features / np.maximum(norms, 1e-12)).astype(np.float32)
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        return normalize(features)
 
     def describe(self) -> dict:
         return {

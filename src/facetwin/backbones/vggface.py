@@ -97,7 +97,6 @@ def _build_specs() -> tuple[LayerSpec, ...]:
 
 LAYERS: tuple[LayerSpec, ...] = _build_specs()
 WEIGHTED_LAYERS: tuple[LayerSpec, ...] = tuple(spec for spec in LAYERS if spec.weighted)  # 16, in Keras order
-INDEX_BY_NAME = {spec.name: spec.index for spec in LAYERS}
 
 
 def output_shape(index: int) -> tuple[int, ...]:
@@ -340,26 +339,3 @@ class VGGFace(nn.Module):
 def _check_index(index: int, what: str) -> None:
     if not 0 <= index < NUM_LAYERS:
         raise ValueError(f"{what} must be a deepface layer index 0..{NUM_LAYERS - 1}, got {index}")
-
-
-def state_dict_keys() -> list[str]:
-    """The parameter names of :class:`VGGFace` in Keras weight order (kernel, bias per weighted layer)."""
-    keys = []
-    for spec in WEIGHTED_LAYERS:
-        keys += [f"layers.{spec.index}.weight", f"layers.{spec.index}.bias"]
-    return keys
-
-
-def torch_weight_shape(spec: LayerSpec) -> tuple[int, ...]:
-    """The PyTorch shape of a weighted layer's weight."""
-    if spec.kind == "conv":
-        return (spec.out_channels, spec.in_channels, 3, 3)
-    return (spec.out_channels, spec.kernel * spec.kernel * spec.in_channels)
-
-
-def keras_kernel_to_torch(spec: LayerSpec, kernel: torch.Tensor) -> torch.Tensor:
-    """Keras ``(kh, kw, in, out)`` kernel to this module's weight (conv ``(out, in, kh, kw)``; dense
-    ``(out, kh*kw*in)`` in NHWC flatten order)."""
-    if spec.kind == "conv":
-        return kernel.permute(3, 2, 0, 1).contiguous()
-    return kernel.reshape(-1, spec.out_channels).t().contiguous()

@@ -28,11 +28,11 @@ import math
 import numpy as np
 import torch
 
-from .. import precision as _precision
-from ..errors import FacetwinError
-from . import vggface as V
-from . import vggface_weights as W
-from .base import Backbone, Calibration, InputSpec
+from facetwin.backbones import vggface as V
+from facetwin.backbones import vggface_weights as W
+from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.core import precision as _precision
+from facetwin.errors import FacetwinError
 
 PREPROCESS = ("deepface", "vggface")
 LAYER_CHOICES = {"paper": (V.EMBEDDING_INDEX, "tanh"), "fc8": (V.EMBEDDING_INDEX, None), "fc7": (34, None)}
@@ -98,7 +98,6 @@ class VGGFaceBackbone(Backbone):
         self.split = int(split)
         self.batch_size = max(1, int(batch_size))
         self.precision = _precision.resolve(precision)
-        _precision.configure_cpu()
 
         loaded = W.load(weights)
         self.weights_sha256 = loaded.sha256

@@ -13,7 +13,6 @@ metadata records the source file's SHA-256); later loads read the converted file
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import paths
-from ..errors import FacetwinError
-from .vggface import WEIGHTED_LAYERS, keras_kernel_to_torch, state_dict_keys, torch_weight_shape
+from facetwin.backbones.vggface import WEIGHTED_LAYERS, LayerSpec
+from facetwin.core import paths
+from facetwin.core.paths import sha256_file
+from facetwin.errors import FacetwinError
 
 WEIGHTS_URL = "https://github.com/serengil/deepface_models/releases/download/v1.0/vgg_face_weights.h5"
 DEFAULT_FILENAME = "vggface.safetensors"
@@ -38,6 +38,29 @@ IMPORT_HINT = (
 )
 
 
+def state_dict_keys() -> list[str]:
+    """The parameter names of :class:`VGGFace` in Keras weight order (kernel, bias per weighted layer)."""
+    keys = []
+    for spec in WEIGHTED_LAYERS:
+        keys += [f"layers.{spec.index}.weight", f"layers.{spec.index}.bias"]
+    return keys
+
+
+def torch_weight_shape(spec: LayerSpec) -> tuple[int, ...]:
+    """The PyTorch shape of a weighted layer's weight."""
+    if spec.kind == "conv":
+        return (spec.out_channels, spec.in_channels, 3, 3)
+    return (spec.out_channels, spec.kernel * spec.kernel * spec.in_channels)
+
+
+def keras_kernel_to_torch(spec: LayerSpec, kernel: torch.Tensor) -> torch.Tensor:
+    """Keras ``(kh, kw, in, out)`` kernel to this module's weight (conv ``(out, in, kh, kw)``; dense
+    ``(out, kh*kw*in)`` in NHWC flatten order)."""
+    if spec.kind == "conv":
+        return kernel.permute(3, 2, 0, 1).contiguous()
+    return kernel.reshape(-1, spec.out_channels).t().contiguous()
+
+
 @dataclass(frozen=True)
 class LoadedWeights:
     """A VGG-Face state dict in PyTorch layout plus where it came from."""
@@ -46,15 +69,6 @@ class LoadedWeights:
     sha256: str  # SHA-256 of the source HDF5 file (or of the safetensors file when the source is unknown)
     path: Path  # the file the tensors were read from
     source: str  # the original file name
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_dir() -> Path:

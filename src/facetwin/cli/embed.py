@@ -10,56 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FacetwinError
-
-
-def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = True) -> None:
-    """``--backbone NAME | --model RUN_DIR`` and the backbone options (shared by embed and verify)."""
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--backbone", metavar="NAME", help="plain pretrained backbone: sface (default) or vggface")
-    which.add_argument("--model", metavar="RUN_DIR", help="a trained run directory (facetwin train --out RUN_DIR)")
-    if backbone_flags:
-        p.add_argument("--weights", metavar="FILE", help="vggface: weights file (.h5 or converted .safetensors)")
-        p.add_argument("--layer", choices=["paper", "fc7", "fc8"], help="vggface: embedding layer (default paper)")
-        p.add_argument("--preprocess", choices=["deepface", "vggface"], help="vggface: input normalisation")
-        p.add_argument(
-            "--precision",
-            choices=["auto", "fp32", "bf16", "bf16-all"],
-            help="vggface trunk arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (fp32 through "
-            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32)",
-        )
-    p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
-
-
-def model_from_args(args: argparse.Namespace):
-    """The :class:`facetwin.model.Model` the arguments ask for."""
-    from ..model import load
-
-    options = {}
-    for key in ("weights", "layer", "preprocess", "precision"):
-        value = getattr(args, key, None)
-        if value is not None:
-            options[key] = value
-    threshold = getattr(args, "threshold", None)
-    if args.model:
-        if options:
-            flags = ", ".join(f"--{k}" for k in options)
-            raise FacetwinError(
-                f"{args.model}: a trained run fixes its backbone, so {flags} cannot be used with --model."
-            )
-        return load(args.model, threshold=threshold)
-    name = args.backbone or "sface"
-    if name == "sface":
-        extra = sorted(set(options) - {"precision"})
-        if extra:
-            flags = ", ".join(f"--{k}" for k in extra)
-            raise FacetwinError(f"backbone sface takes no {flags} option (these are for vggface).")
-    return load(name, threshold=threshold, **options)
+from facetwin.cli.options import add_model_arguments, add_no_face, model_from_args
+from facetwin.core.paths import atomic_write_bytes
+from facetwin.errors import FacetwinError
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    from ..paths import atomic_write_bytes
-
     buffer = io.BytesIO()
     np.save(buffer, array)
     atomic_write_bytes(path, buffer.getvalue())
@@ -121,10 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (JPEG, PNG, WEBP, PGM, ...)")
     add_model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="use the whole image, resized, without detection")
-    p.add_argument(
-        "--no-face", choices=["error", "center"], default="error",
-        help="when no face is found: stop with an error (default) or use a centred crop",
-    )
+    add_no_face(p)
     p.add_argument("--all-faces", action="store_true", help="one embedding per detected face (default: the largest)")
     p.add_argument("--out", metavar="FILE.npy", help="save the (N, D) float32 embeddings as a .npy file")
     p.add_argument(

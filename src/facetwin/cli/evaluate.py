@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
-from .train import add_training_options, training_options
+from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.cli.options import add_training_options, configure_torch, training_options
+from facetwin.errors import FacetwinError
 
 
 def register(subparsers) -> None:
@@ -13,17 +13,18 @@ def register(subparsers) -> None:
         help="verification accuracy on an LFW-style pairs file (k-fold protocol)",
         description=(
             "Embed every image of PAIRS_FILE once and report k-fold accuracy (each fold's threshold chosen on the "
-            "other folds), AUC, EER and TAR at FAR 0.1 %% and 1 %%. With --cross-train, a head is trained for each "
+            "other folds), AUC, EER and TAR at FAR 0.1 % and 1 %. With --cross-train, a head is trained for each "
             "fold on the people of the other folds and the people in no pair (LFW's unrestricted protocol); "
             "the training options below apply to it."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("pairs_file", metavar="PAIRS_FILE", help="LFW pairs.txt format, any number of folds")
     p.add_argument("--images", required=True, metavar="DIR", help="folder with name/name_000N.jpg images")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", metavar="RUN_DIR", help="a trained run directory")
-    source.add_argument("--backbone", default="sface", metavar="NAME", help="a plain backbone: sface or vggface")
+    source.add_argument(
+        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME", help="a plain backbone: sface (default) or vggface"
+    )
     p.add_argument("--json", metavar="FILE", help="write the result as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="ROC and distance histograms with the threshold, as PNG")
     p.add_argument("--skip-missing", action="store_true", help="drop pairs whose images are missing or unreadable")
@@ -34,14 +35,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate, summary, write_json
+    from facetwin.evaluation.protocol import evaluate, summary, write_json
 
+    configure_torch(args.threads)
     if args.cross_train:
-        from ..crosstrain import cross_train_evaluate
+        from facetwin.evaluation.crosstrain import cross_train_evaluate
 
         if args.model:
-            from ..errors import FacetwinError
-
             raise FacetwinError("--cross-train trains its own heads: give --backbone, not --model.")
         options = {k: v for k, v in training_options(args).items() if v is not None}
         options["weights"] = args.weights
@@ -57,7 +57,7 @@ def run(args) -> int:
         if args.json:
             write_json(result, args.json)
     else:
-        from ..model import load
+        from facetwin.loading import load
 
         options = {"weights": args.weights} if args.weights and not args.model else {}
         model = load(args.model or args.backbone, **options)

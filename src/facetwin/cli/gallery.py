@@ -5,22 +5,35 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from facetwin.errors import FacetwinError
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("enroll", help="add photos of a person to a gallery")
+    p = subparsers.add_parser(
+        "enroll", help="add photos of a person to a gallery",
+        description="Embed the largest face of each photo and add them to PERSON in the gallery (created if needed).",
+    )
     p.add_argument("person", metavar="PERSON", help="the person's name")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of the person (largest face of each)")
     _gallery_options(p, model=True)
     p.set_defaults(func=_enroll)
 
-    p = subparsers.add_parser("identify", help="who in the gallery is this? ('unknown' beyond the threshold)")
+    p = subparsers.add_parser(
+        "identify", help="who in the gallery is this? ('unknown' beyond the threshold)",
+        description="Find the people of the gallery nearest to the largest face of IMAGE; 'unknown' when none is "
+        "within the model's threshold.",
+    )
     p.add_argument("image", metavar="IMAGE", help="a photo (its largest face)")
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many candidates to list")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _gallery_options(p, model=True)
     p.set_defaults(func=_identify)
 
-    p = subparsers.add_parser("gallery", help="list, remove or count the people of a gallery")
+    p = subparsers.add_parser(
+        "gallery", help="list, remove or count the people of a gallery",
+        description="list: the people and how many embeddings each has; stats: counts, model and search method; "
+        "remove PERSON: erase a person for good.",
+    )
     p.add_argument("action", choices=["list", "remove", "stats"])
     p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove")
     _gallery_options(p, model=False)
@@ -35,14 +48,15 @@ def _gallery_options(p, *, model: bool) -> None:
         group.add_argument("--backbone", metavar="NAME", help="a plain backbone (default: the gallery's own model)")
 
 
-def _open(args):
-    from ..gallery import Gallery
+def _open(args, *, create: bool = False):
+    """The gallery of ``--gallery``; only ``enroll`` may create it."""
+    from facetwin.gallery import Gallery
 
-    return Gallery(args.gallery, getattr(args, "model", None) or getattr(args, "backbone", None))
+    return Gallery(args.gallery, getattr(args, "model", None) or getattr(args, "backbone", None), create=create)
 
 
 def _enroll(args) -> int:
-    added = _open(args).enroll(args.person, args.images)
+    added = _open(args, create=True).enroll(args.person, args.images)
     print(f"enrolled {added} photo(s) of {args.person} in {args.gallery}")
     return 0
 
@@ -59,8 +73,6 @@ def _identify(args) -> int:
 
 
 def _manage(args) -> int:
-    from ..errors import FacetwinError
-
     gallery = _open(args)
     if args.action == "list":
         for person in gallery.people():

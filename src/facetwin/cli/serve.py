@@ -5,29 +5,38 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..errors import FacetwinError
+from facetwin.cli.options import add_model_arguments, model_from_args
+from facetwin.errors import FacetwinError
+
+GALLERY_HELP = (
+    "gallery file for the people endpoints (default: one per model in $FACETWIN_HOME/galleries, "
+    "~/.cache/facetwin/galleries)"
+)
 
 
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..service import create_app
+    from facetwin.service import create_app
 
     if args.max_upload_mb <= 0:
         raise FacetwinError(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}.")
     if not 0 < args.port < 65536:
         raise FacetwinError(f"--port must be between 1 and 65535, got {args.port}.")
-    model_spec = args.model or args.backbone or "sface"
-    print(f"facetwin: loading model {model_spec} ...", flush=True)
+    from facetwin.core.paths import home
+
+    print(f"facetwin: loading model {args.model or args.backbone or 'sface'} ...", flush=True)
+    model = model_from_args(args)
+    gallery = args.gallery or home() / "galleries" / f"{model.fingerprint[:16]}.db"
     app = create_app(
-        model=model_spec,
-        gallery_path=args.gallery,
+        model=model,
+        gallery=gallery,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         api_key=os.environ.get("FACETWIN_API_KEY") or None,
     )
     where = f"http://{args.host}:{args.port}/"
     key = " (API key required: FACETWIN_API_KEY)" if os.environ.get("FACETWIN_API_KEY") else ""
-    print(f"facetwin: serving {where} (API docs at {where}docs){key}", flush=True)
+    print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){key}", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     except OSError as exc:
@@ -45,10 +54,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", metavar="RUN_DIR", help="a trained run directory (facetwin train --out RUN_DIR)")
-    which.add_argument("--backbone", metavar="NAME", help="plain pretrained backbone: sface (default) or vggface")
-    p.add_argument("--gallery", metavar="FILE", help="gallery file for the people endpoints (enroll, identify)")
+    add_model_arguments(p, backbone_flags=False)
+    p.add_argument(
+        "--gallery", metavar="FILE",
+        help=GALLERY_HELP,
+    )
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

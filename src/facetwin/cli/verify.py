@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .embed import add_model_arguments, model_from_args
+from facetwin.cli.options import add_model_arguments, add_no_face, model_from_args
 
 
 def _face_line(label: str, face: dict) -> str:
@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     result = model.verify(args.image_a, args.image_b, no_face=args.no_face)
     if args.json:
         doc = result.to_dict()
-        doc["model"] = args.model or (args.backbone or "sface")
+        doc["model"] = model.source
         doc["fingerprint"] = model.fingerprint
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
@@ -47,9 +47,6 @@ def register(subparsers) -> None:
     p.add_argument("image_a", metavar="IMAGE_A", help="first photo")
     p.add_argument("image_b", metavar="IMAGE_B", help="second photo")
     add_model_arguments(p)
-    p.add_argument(
-        "--no-face", choices=["error", "center"], default="error",
-        help="when no face is found: stop with an error (default) or use a centred crop",
-    )
+    add_no_face(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (same, distance, threshold, ...)")
     p.set_defaults(func=_run)

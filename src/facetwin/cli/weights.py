@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import FacetwinError
+from facetwin.errors import FacetwinError
 
 KNOWN = ("vggface",)
 
@@ -19,7 +19,11 @@ def register(subparsers) -> None:
     )
     sub = parser.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
 
-    p_list = sub.add_parser("list", help="show each known weight file: where it lives, present or not, SHA-256")
+    p_list = sub.add_parser(
+        "list", help="show each known weight file: where it lives, present or not, SHA-256",
+        description="Show every model file facetwin knows (VGG-Face weights, the SFace and YuNet ONNX files): "
+        "where it lives, whether it is present, and its SHA-256.",
+    )
     p_list.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     p_list.set_defaults(func=_list)
 
@@ -48,7 +52,7 @@ def register(subparsers) -> None:
 
 def entries() -> list[dict]:
     """One dict per known weight: name, where, present, sha256 (of the source file), source."""
-    from ..backbones import vggface_weights as W
+    from facetwin.backbones import vggface_weights as W
 
     rows = []
     path = W.default_path()
@@ -63,15 +67,9 @@ def entries() -> list[dict]:
     if part.is_file():
         row["partial_download"] = {"path": str(part), "bytes": part.stat().st_size}
     rows.append(row)
-    try:  # the ONNX assets of other backbones, when their module offers a listing
-        from .. import assets  # type: ignore[attr-defined]
+    from facetwin.core import assets
 
-        listing = getattr(assets, "weight_entries", None)
-        if callable(listing):
-            rows.extend(listing())
-    except ImportError:
-        pass
-    return rows
+    return rows + assets.weight_entries()
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -93,8 +91,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .. import download
-    from ..backbones import vggface_weights as W
+    from facetwin.backbones import vggface_weights as W
+    from facetwin.core import download
 
     url = args.url or W.WEIGHTS_URL
     if W.default_path().is_file() and not args.force:
@@ -111,7 +109,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..backbones import vggface_weights as W
+    from facetwin.backbones import vggface_weights as W
 
     if not args.file.is_file():
         raise FacetwinError(f"{args.file}: no such file.")

@@ -1,5 +1,5 @@
 """facetwin's HTTP service: a FastAPI app (``create_app``) and the web page it serves at ``/``."""
 
-from .app import create_app
+from facetwin.service.app import create_app
 
 __all__ = ["create_app"]

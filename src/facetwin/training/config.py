@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import FacetwinError
-from .precision import cpu_flags
-from .siamese import HEADS, LOSSES
-from .splits import SPLITS
+from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.core.precision import cpu_flags
+from facetwin.errors import FacetwinError
+from facetwin.training.splits import SPLITS
+from facetwin.vision.faces import NO_FACE_POLICIES as CROP_POLICIES
 
-NO_FACE_POLICIES = ("error", "center", "skip")
+HEADS = ("pretrained", "residual")
+LOSSES = ("bce", "contrastive")
+HEAD_PRECISIONS = ("auto", "fp32", "bf16")
+NO_FACE_POLICIES = (*CROP_POLICIES, "skip")  # training may also leave face-less photos out
 PAPER = {
     "head": "pretrained",
     "embedding_dim": None,
@@ -34,7 +38,7 @@ PAPER = {
 class TrainConfig:
     """Every choice that determines a training run (recorded in ``model.json``). ``None`` = backbone default."""
 
-    backbone: str = "sface"
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
     preset: str | None = None
     epochs: int | None = None
@@ -55,7 +59,6 @@ class TrainConfig:
     no_face: str = "center"
     precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
-    threads: int = 2
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset, then the backbone's defaults."""
@@ -85,8 +88,8 @@ class TrainConfig:
             raise FacetwinError(f"unknown optimizer '{c.optimizer}'; choose adam or adamw.")
         if c.keep not in ("best", "final"):
             raise FacetwinError(f"unknown keep rule '{c.keep}'; choose best or final.")
-        if c.precision not in ("auto", "fp32", "bf16"):
-            raise FacetwinError(f"unknown precision '{c.precision}'; choose auto, fp32 or bf16.")
+        if c.precision not in HEAD_PRECISIONS:
+            raise FacetwinError(f"unknown head precision '{c.precision}'; choose one of: {', '.join(HEAD_PRECISIONS)}.")
         if c.precision == "auto":
             c.precision = auto_head_precision(c.backbone)
         if not (0.0 <= c.val_fraction < 1.0):

@@ -24,15 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .errors import FacetwinError
+from facetwin.core import paths
+from facetwin.core.jsonsafe import canonical_json
+from facetwin.errors import FacetwinError
+from facetwin.vision.faces import NOTE_CENTRE, crop_batches
 
 CACHE_FORMAT = 1
-NO_FACE_NOTE = "no face found: centre crop used"
-
-
-def _canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def face_policy(backbone) -> dict:
@@ -50,7 +47,7 @@ def face_policy(backbone) -> dict:
 
 def cache_key(backbone) -> str:
     """Folder name for one backbone + face policy (sha256 of their canonical JSON, 24 hex digits)."""
-    text = _canonical({"backbone": backbone.describe(), "policy": face_policy(backbone)})
+    text = canonical_json({"backbone": backbone.describe(), "policy": face_policy(backbone)})
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -80,12 +77,6 @@ class FeatureSet:
     trunk_calls: int = 0
     seconds: float = 0.0
 
-    @property
-    def has_face(self) -> np.ndarray:
-        """Bool mask: the row comes from a detected face."""
-        missing = set(self.no_face)
-        return np.array([ok and f not in missing for f, ok in zip(self.files, self.ok, strict=True)], dtype=bool)
-
 
 def _entry_path(folder: Path, digest: str) -> Path:
     return folder / digest[:2] / f"{digest}.npz"
@@ -114,43 +105,24 @@ def extract_features(
     desc: str = "trunk features",
 ) -> FeatureSet:
     """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal."""
-    from .faces import face_crops  # engineer B's module; imported late so the cache itself stays light
-
     start = time.perf_counter()
     names = [str(f) for f in files]
     folder = cache_dir(backbone)
     dim = int(backbone.feature_dim)
-    out = np.full((len(names), dim), np.nan, dtype=np.float32)
-    ok = np.zeros(len(names), dtype=bool)
+    result = FeatureSet(
+        files=names, features=np.full((len(names), dim), np.nan, np.float32), ok=np.zeros(len(names), bool)
+    )
     notes: list[str] = [""] * len(names)
-    result = FeatureSet(files=names, features=out, ok=ok)
-
-    pending_rows: list[int] = []
-    pending_crops: list[np.ndarray] = []
-    pending_keys: list[Path] = []
-
-    def flush() -> None:
-        if not pending_rows:
-            return
-        feats = np.asarray(backbone.trunk(np.stack(pending_crops)), dtype=np.float32)
-        result.trunk_calls += 1
-        if feats.shape != (len(pending_rows), dim):
-            raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
-        for row, key, feat in zip(pending_rows, pending_keys, feats, strict=True):
-            out[row] = feat
-            ok[row] = True
-            _write_entry(key, feat, notes[row])
-        result.computed += len(pending_rows)
-        pending_rows.clear()
-        pending_crops.clear()
-        pending_keys.clear()
+    misses: list[tuple[int, Path]] = []  # (row, cache entry) of each file sent to the trunk, in order
 
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(names), desc=desc, unit="img", dynamic_ncols=True, leave=False)
-    try:
+
+    def uncached():
+        """Read every file once; yield ``(label, bytes)`` of those the cache does not hold."""
         for row, name in enumerate(names):
             try:
                 data = Path(name).read_bytes()
@@ -159,34 +131,38 @@ def extract_features(
                 if bar is not None:
                     bar.update(1)
                 continue
-            digest = hashlib.sha256(data).hexdigest()
-            key = _entry_path(folder, digest)
+            key = _entry_path(folder, hashlib.sha256(data).hexdigest())
             entry = _read_entry(key) if key.exists() else None
             if entry is not None and entry[0].shape == (dim,):
-                out[row], notes[row] = entry
-                ok[row] = True
+                result.features[row], notes[row] = entry
+                result.ok[row] = True
                 result.cached += 1
-            else:
-                try:
-                    crops = face_crops(data, backbone.input, detect=True, no_face="center", name=name)
-                except FacetwinError as exc:
-                    result.failed.append((name, str(exc)))
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                crop = crops[0]
-                notes[row] = NO_FACE_NOTE if crop.face is None else "detected"
-                pending_rows.append(row)
-                pending_crops.append(crop.crop)
-                pending_keys.append(key)
-                if len(pending_rows) >= batch_size:
-                    flush()
+                if bar is not None:
+                    bar.update(1)
+                continue
+            misses.append((row, key))
+            yield name, data
+
+    try:
+        for batch in crop_batches(uncached(), backbone.input, batch_size=batch_size, no_face="center"):
+            result.failed += [(names[misses[i][0]], message) for i, message in batch.failed]
+            if batch.rows:
+                feats = np.asarray(backbone.trunk(np.stack(batch.crops)), dtype=np.float32)
+                result.trunk_calls += 1
+                if feats.shape != (len(batch.rows), dim):
+                    raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
+                for i, crop, feat in zip(batch.rows, batch.faces, feats, strict=True):
+                    row, key = misses[i]
+                    notes[row] = crop.note
+                    result.features[row] = feat
+                    result.ok[row] = True
+                    _write_entry(key, feat, crop.note)
+                result.computed += len(batch.rows)
             if bar is not None:
-                bar.update(1)
-        flush()
+                bar.update(batch.done)
     finally:
         if bar is not None:
             bar.close()
-    result.no_face = [names[i] for i in range(len(names)) if ok[i] and notes[i] == NO_FACE_NOTE]
+    result.no_face = [names[i] for i in range(len(names)) if result.ok[i] and notes[i] == NOTE_CENTRE]
     result.seconds = time.perf_counter() - start
     return result

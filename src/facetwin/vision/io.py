@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FacetwinError
+from facetwin.errors import FacetwinError
 
 MAX_PIXELS = 80_000_000  # larger than any camera photo; beyond this we treat the file as a decompression bomb
 
@@ -25,6 +25,8 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
         stream: _io.BytesIO | str = _io.BytesIO(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise FacetwinError(f"{label}: is a folder, not a photo.")
         if not path.is_file():
             raise FacetwinError(f"{label}: no such file.")
         stream = str(path)
@@ -39,7 +41,7 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
                     )
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return to_rgb(img)
     except FacetwinError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -50,7 +52,7 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
         raise FacetwinError(f"{label}: broken or truncated image ({exc}).") from None
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
+def to_rgb(img: Image.Image) -> np.ndarray:
     """Convert any Pillow mode to RGB uint8, scaling 16-bit and 32-bit data down to 8 bits."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         data = np.asarray(img, dtype=np.float64)

@@ -8,17 +8,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
-from .align import align
-from .backbones.base import InputSpec
-from .detect import Face, detect_faces
-from .errors import FacetwinError
-from .io import load_image
+from facetwin.errors import FacetwinError
+from facetwin.vision.align import InputSpec, align
+from facetwin.vision.detect import Face, detect_faces
+from facetwin.vision.io import load_image, to_rgb
 
 NOTE_DETECTED = "detected"
 NOTE_CENTRE = "no face found: centre crop used"
@@ -54,6 +55,8 @@ def _label(image, name: str | None) -> str:
 
 
 def _as_rgb(image, label: str) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
     if isinstance(image, str | Path | bytes):
         return load_image(image, name=label)
     if isinstance(image, bytearray):
@@ -71,7 +74,7 @@ def _as_rgb(image, label: str) -> np.ndarray:
                 arr = arr * 255.0
             arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr)
-    raise FacetwinError(f"{label}: not an image (expected a file path, bytes or an RGB array).")
+    raise FacetwinError(f"{label}: not an image (expected a file path, bytes, a PIL image or an RGB array).")
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -116,4 +119,46 @@ def face_crops(
     return [FaceCrop(label, align(rgb, face, spec.alignment, spec.size), face, NOTE_DETECTED) for face in chosen]
 
 
-__all__ = ["FaceCrop", "face_crops", "centre_crop", "NOTE_DETECTED", "NOTE_CENTRE", "NOTE_WHOLE"]
+@dataclass
+class CropBatch:
+    """Up to ``batch_size`` crops ready for a trunk, and the sources that failed since the previous batch."""
+
+    rows: list[int] = field(default_factory=list)  # positions of the crops' sources in the input sequence
+    crops: list[np.ndarray] = field(default_factory=list)
+    faces: list[FaceCrop] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (position, one-sentence reason)
+
+    @property
+    def done(self) -> int:
+        """How many sources this batch accounts for (for progress bars)."""
+        return len(self.rows) + len(self.failed)
+
+
+def crop_batches(
+    sources: Iterable[tuple[str, object]], spec: InputSpec, *, batch_size: int = 32, no_face: str = "center"
+) -> Iterator[CropBatch]:
+    """The one loop from many ``(label, image)`` sources to batches of their largest face's aligned crop.
+
+    A source that cannot be used (unreadable, or no face with ``no_face="error"``) goes to ``failed`` with
+    its message; it never stops the loop. Streams: at most one batch of crops is held at a time.
+    """
+    batch = CropBatch()
+    for row, (label, image) in enumerate(sources):
+        try:
+            crop = face_crops(image, spec, no_face=no_face, name=label)[0]
+        except FacetwinError as exc:
+            batch.failed.append((row, str(exc)))
+            continue
+        batch.rows.append(row)
+        batch.crops.append(crop.crop)
+        batch.faces.append(crop)
+        if len(batch.rows) >= batch_size:
+            yield batch
+            batch = CropBatch()
+    if batch.done:
+        yield batch
+
+
+__all__ = [
+    "FaceCrop", "CropBatch", "face_crops", "crop_batches", "centre_crop", "NOTE_DETECTED", "NOTE_CENTRE", "NOTE_WHOLE"
+]

@@ -13,9 +13,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
-
-from .errors import FacetwinError
+from facetwin.errors import FacetwinError
 
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-all")
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -39,6 +37,8 @@ def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16 or AVX-512 BF16)."""
     if any(flag in cpu_flags() for flag in _BF16_FLAGS):
         return True
+    import torch
+
     try:
         capability = torch.backends.cpu.get_cpu_capability().upper()
     except Exception:  # pragma: no cover - very old or unusual builds
@@ -55,11 +55,11 @@ def resolve(precision: str = "auto") -> str:
     return precision
 
 
-def dtype(precision: str) -> torch.dtype:
-    """The torch dtype of the low-precision layers of a resolved precision."""
-    return torch.float32 if resolve(precision) == "fp32" else torch.bfloat16
+def configure_cpu(threads: int | None = None) -> None:
+    """Process-wide torch settings, made once at the edge (CLI, service): flush denormals (they can slow
+    convolutions 30×) and, when given, the number of intra-op threads."""
+    import torch
 
-
-def configure_cpu() -> None:
-    """Process-wide CPU settings every backbone wants: flush denormals (they can slow convolutions 30×)."""
     torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))

@@ -1,7 +1,7 @@
 """A gallery of known people in SQLite: enroll, identify (open set), list, remove for good.
 
 Embeddings (float32) are stored with the model fingerprint that made them; a gallery refuses another
-model. Search is exact below ``index_threshold`` embeddings and an HNSW index (``ann_index.py``) above it.
+model. Search is exact below ``index_threshold`` embeddings and an HNSW index (``index.py``) above it.
 No face images are stored. Safe to share between threads (one connection per thread) and processes
 (WAL, transactions, busy timeout).
 """
@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .ann_index import AnnIndex
-from .errors import FacetwinError
-from .model import Model, load
+from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.core import distances as D
+from facetwin.core.paths import sha256_file
+from facetwin.errors import FacetwinError
+from facetwin.gallery.index import AnnIndex
+from facetwin.loading import load
+from facetwin.model import Model
 
 INDEX_THRESHOLD = 20_000  # embeddings; below this an exact matrix product answers in well under a millisecond
 
@@ -73,18 +77,29 @@ class _Snapshot:
 
 
 def _sha256(source) -> str | None:
-    if isinstance(source, bytes):
+    """Digest of an enrolled photo's bytes (None for arrays and PIL images, which have no file)."""
+    if isinstance(source, bytes | bytearray):
         return hashlib.sha256(source).hexdigest()
     if isinstance(source, str | Path):
-        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        return sha256_file(source)
     return None
 
 
 class Gallery:
     """People and their embeddings in one SQLite file."""
 
-    def __init__(self, path: str | Path, model: Model | str | None = None, *, index_threshold: int = INDEX_THRESHOLD):
+    def __init__(
+        self,
+        path: str | Path,
+        model: Model | str | None = None,
+        *,
+        index_threshold: int = INDEX_THRESHOLD,
+        create: bool = True,
+    ):
+        """Open (``create=True``: or create) the gallery file ``path``; ``model`` defaults to the one it records."""
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise FacetwinError(f"{self.path}: no such gallery (`facetwin enroll` creates one).")
         self.index_threshold = index_threshold
         self._local = threading.local()
         self._snapshot: _Snapshot | None = None
@@ -126,9 +141,9 @@ class Gallery:
 
     def _bind_model(self, model: Model | str | None, recorded: dict) -> Model:
         if model is None:
-            model = recorded.get("model_source", "sface")
-        source = model if isinstance(model, str) else _source_of(model)
-        model = load(model) if isinstance(model, str) else model
+            model = recorded.get("model_source", DEFAULT_BACKBONE)
+        model = load(model) if isinstance(model, str | Path) else model
+        source = model.source
         with self._transaction() as db:  # first writer records the model; everyone then compares with it
             db.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -154,13 +169,18 @@ class Gallery:
         return int(row[0]) if row else 0
 
     # ------------------------------------------------------------------ enroll
-    def enroll(self, person: str, images) -> int:
-        """Embed the largest face of each image and add them to ``person``; returns how many were added."""
+    def enroll(self, person: str, images, *, names=None, digests=None) -> int:
+        """Embed the largest face of each image and add them to ``person``, all or none; returns how many.
+
+        ``names`` label the images in messages (e.g. upload file names); ``digests`` are the SHA-256 of their
+        bytes when the images are decoded arrays (files and bytes are hashed here).
+        """
         images = list(images)
         if not images:
             raise FacetwinError(f"no images given to enroll '{person}'.")
-        vectors = self.model.embed(images)
-        return self.enroll_embeddings(person, vectors, sources=[_sha256(i) for i in images])
+        vectors = self.model.embed(images, names=names)
+        sources = list(digests) if digests is not None else [_sha256(i) for i in images]
+        return self.enroll_embeddings(person, vectors, sources=sources)
 
     def enroll_embeddings(self, person: str, embeddings, sources: list[str | None] | None = None) -> int:
         """Add ready-made embeddings (made by this gallery's model) to ``person`` in one transaction."""
@@ -192,9 +212,9 @@ class Gallery:
         return len(rows)
 
     # ------------------------------------------------------------------ search
-    def identify(self, image, top_k: int = 1) -> IdentifyResult:
+    def identify(self, image, top_k: int = 1, *, name: str | None = None) -> IdentifyResult:
         """Who is the largest face in ``image``? Open set: ``"unknown"`` beyond the model's threshold."""
-        crop = self.model.face_crops(image, no_face="error")[0]
+        crop = self.model.face_crops(image, no_face="error", name=name)[0]
         vector = self.model.embed_crops(crop.crop[None])[0]
         result = self.search(vector, top_k=top_k)
         result.face = crop.to_dict()
@@ -228,16 +248,11 @@ class Gallery:
         return IdentifyResult(person, matches, method, threshold)
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
-        if self.model.distance == "cosine":
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return D.to_query(vectors, self.model.distance)
 
     def _exact(self, vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows by the model's distance, nearest first."""
-        if self.model.distance == "cosine":
-            distances = 1.0 - vectors @ query[0]
-        else:
-            distances = np.sqrt(np.maximum(((vectors - query[0]) ** 2).sum(axis=1), 1e-7))
+        distances = D.one_to_many(vectors, query[0], self.model.distance)
         k = min(k, distances.size)
         nearest = np.argpartition(distances, k - 1)[:k]
         nearest = nearest[np.argsort(distances[nearest], kind="stable")]
@@ -308,11 +323,3 @@ class Gallery:
             "index_threshold": self.index_threshold,
             "bytes": self.path.stat().st_size,
         }
-
-
-def _source_of(model: Model) -> str:
-    """How to load ``model`` again: its run directory, or its backbone's name."""
-    description = model.description if isinstance(model.description, dict) else {}
-    if description.get("run_dir"):
-        return str(description["run_dir"])
-    return str(description.get("backbone", {}).get("name", "sface"))

@@ -1,19 +1,27 @@
-"""Verification accuracy on a pairs file, the way the field measures it (LFW k-fold protocol)."""
+"""Verification accuracy on a pairs file, the way the field measures it (LFW k-fold protocol).
+
+Every image is embedded once, through the trunk-feature cache (``training/features.py``, keyed by image
+content and backbone), so running the same evaluation again, or evaluating another head on the same
+backbone, reads the trunk's work from disk.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import FacetwinError
-from .metrics import verification_report
-from .model import Model, load
-from .pairs_file import read_pairs
-from .paths import atomic_write_text
-from .report_plot import save_report_plot
+from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.core.jsonsafe import dumps
+from facetwin.core.paths import atomic_write_text
+from facetwin.errors import FacetwinError
+from facetwin.evaluation.metrics import verification_report
+from facetwin.evaluation.pairs_file import read_pairs
+from facetwin.evaluation.plots import save_report_plot
+from facetwin.loading import load
+from facetwin.model import Model
+from facetwin.training.features import extract_features
 
 EXAMPLES = 5  # how many problem files a message or report lists
 
@@ -22,7 +30,7 @@ def evaluate(
     pairs_file: str | Path,
     images_dir: str | Path,
     *,
-    model: Model | str | Path = "sface",
+    model: Model | str | Path = DEFAULT_BACKBONE,
     skip_missing: bool = False,
     no_face: str = "center",
     batch_size: int = 32,
@@ -42,21 +50,29 @@ def evaluate(
     if not images_dir.is_dir():
         raise FacetwinError(f"{images_dir}: no such images folder.")
     files = sorted({p.a for p in pairs.pairs} | {p.b for p in pairs.pairs})
-    batch = model.embed_many(
-        [images_dir / f for f in files], no_face=no_face, skip_unreadable=True, batch_size=batch_size, progress=progress
-    )
-    if batch.failed and not skip_missing:
-        listed = "; ".join(message for _, message in batch.failed[:EXAMPLES])
+    paths = [images_dir / f for f in files]
+    fs = extract_features(model.backbone, paths, batch_size=batch_size, progress=progress, desc="embedding")
+    failed = list(fs.failed)
+    ok = fs.ok.copy()
+    if no_face == "error":
+        no_face_rows = {str(f) for f in fs.no_face}
+        failed += [(f, f"{f}: no face found.") for f in fs.no_face]
+        ok &= np.array([str(f) not in no_face_rows for f in paths])
+    if failed and not skip_missing:
+        listed = "; ".join(message for _, message in failed[:EXAMPLES])
         raise FacetwinError(
-            f"{len(batch.failed)} of {len(files)} images of {pairs_file} cannot be used ({listed}); "
+            f"{len(failed)} of {len(files)} images of {pairs_file} cannot be used ({listed}); "
             "fix them or pass --skip-missing to drop their pairs."
         )
+    embeddings = np.full((len(files), model.embedding_dim), np.nan, dtype=np.float32)
+    if ok.any():
+        embeddings[ok] = model.embed_features(fs.features[ok])
     row = {name: i for i, name in enumerate(files)}
-    usable = [p for p in pairs.pairs if batch.ok[row[p.a]] and batch.ok[row[p.b]]]
+    usable = [p for p in pairs.pairs if ok[row[p.a]] and ok[row[p.b]]]
     if not usable:
         raise FacetwinError(f"{pairs_file}: no pair has two usable images.")
-    a = batch.embeddings[[row[p.a] for p in usable]]
-    b = batch.embeddings[[row[p.b] for p in usable]]
+    a = embeddings[[row[p.a] for p in usable]]
+    b = embeddings[[row[p.b] for p in usable]]
     distances = model.distances(a, b)
     same = np.array([p.same for p in usable])
     folds = np.array([p.fold for p in usable])
@@ -71,12 +87,13 @@ def evaluate(
         "tar_at_far": report["tar_at_far"],
         "images": len(files),
         "no_face": {
-            "count": len(batch.no_face),
-            "files": [str(Path(f).relative_to(images_dir)) for f in batch.no_face[:EXAMPLES]],
+            "count": len(fs.no_face),
+            "files": [str(Path(f).relative_to(images_dir)) for f in fs.no_face[:EXAMPLES]],
             "action": "centre crop used" if no_face == "center" else "image refused",
         },
         "skipped_pairs": len(pairs.pairs) - len(usable),
-        "unusable_images": [{"file": f, "problem": m} for f, m in batch.failed[:EXAMPLES]],
+        "unusable_images": [{"file": f, "problem": m} for f, m in failed[:EXAMPLES]],
+        "embedding_cache": {"computed": fs.computed, "cached": fs.cached},
         "fold_accuracies": report["fold_accuracies"],
         "thresholds": report["thresholds"],
         "protocol": "threshold of each fold chosen on the other folds; AUC and EER over all pairs",
@@ -87,13 +104,13 @@ def evaluate(
         write_json(result, json_path)
     if plot_path is not None:
         title = f"{Path(pairs_file).name}: accuracy {result['accuracy']:.4f} ± {result['accuracy_std']:.4f}"
-        save_report_plot(plot_path, distances, same, float(np.median(report["thresholds"])), title)
+        save_report_plot(plot_path, distances, same, float(np.median(report["thresholds"])), title, result)
     return result
 
 
 def write_json(result: dict, path: str | Path) -> None:
     """Write an evaluation result as one JSON object, atomically."""
-    atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_text(path, dumps(result) + "\n")
 
 
 def summary(result: dict) -> str:

@@ -18,16 +18,12 @@ Heads (``build_head``):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-EPS = 1e-7
-HEADS = ("pretrained", "residual")
-LOSSES = ("bce", "contrastive")
+from facetwin.core.distances import EUCLIDEAN_EPS
 
 
 class Normalize(nn.Module):
@@ -95,7 +91,7 @@ def build_head(backbone, kind: str, embedding_dim: int | None = None, seed: int 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``sqrt(max(sum((a-b)^2), 1e-7))`` row-wise, as the paper's Keras code."""
-    return torch.sqrt(torch.clamp(((a - b) ** 2).sum(dim=1), min=EPS))
+    return torch.sqrt(torch.clamp(((a - b) ** 2).sum(dim=1), min=EUCLIDEAN_EPS))
 
 
 class Siamese(nn.Module):
@@ -175,53 +171,8 @@ def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float) 
     return (same * distance**2 + (1 - same) * torch.clamp(margin - distance, min=0) ** 2).mean()
 
 
-def auc(distances: np.ndarray, same: np.ndarray) -> float:
-    """Area under the ROC with "smaller distance = same" (rank statistic, ties counted half)."""
-    d = np.asarray(distances, dtype=np.float64)
-    y = np.asarray(same).astype(bool)
-    pos, neg = d[y], d[~y]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    values = np.concatenate([-pos, -neg])  # larger = more similar
-    uniq, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
-    ranks = average_rank[inverse]
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The distance threshold with the best accuracy (midpoint between neighbours) and that accuracy."""
-    d = np.asarray(distances, dtype=np.float64)
-    y = np.asarray(same).astype(bool)
-    if len(d) == 0:
-        return float("nan"), float("nan")
-    order = np.argsort(d, kind="mergesort")
-    ds, ys = d[order], y[order]
-    # accept d <= t: correct = positives at or below + negatives above
-    pos_below = np.concatenate([[0], np.cumsum(ys)])
-    neg_above = (~ys).sum() - np.concatenate([[0], np.cumsum(~ys)])
-    correct = pos_below + neg_above
-    distinct = np.concatenate([[True], ds[1:] != ds[:-1], [True]])  # cut only between different values
-    correct = np.where(distinct, correct, -1)
-    k = int(np.argmax(correct))
-    if k == 0:
-        t = ds[0] - 1e-6
-    elif k == len(ds):
-        t = ds[-1] + 1e-6
-    else:
-        t = (ds[k - 1] + ds[k]) / 2.0
-    return float(t), float(correct[k] / len(d))
-
-
 def log_loss(logit: np.ndarray, same: np.ndarray) -> float:
     """Mean binary cross-entropy for numpy logits (numerically stable)."""
     z = np.asarray(logit, dtype=np.float64)
     y = np.asarray(same, dtype=np.float64)
     return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
-
-
-def sigmoid(x):
-    """Logistic function for floats or arrays."""
-    if isinstance(x, float | int):
-        return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))

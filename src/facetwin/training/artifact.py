@@ -1,37 +1,29 @@
 """A trained model on disk: ``model.json`` + ``head.safetensors`` (+ ``metrics.json``, ``curves.png``).
 
-``save_run`` writes every file atomically; ``load_run(run_dir)`` rebuilds the backbone recorded in
-``model.json`` (refusing a backbone whose ``describe()`` differs, e.g. other weights), the trained head
-and the decision rule, and returns a :class:`facetwin.model.Model`.
+``save_run`` writes every file atomically; ``load_siamese(run_dir)`` rebuilds the backbone recorded in
+``model.json`` (refusing a backbone whose ``describe()`` differs, e.g. other weights) and the trained
+Siamese network (head + logistic unit); ``facetwin.loading.load`` turns that into a ``Model``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from . import paths
-from .errors import FacetwinError
+from facetwin.backbones.registry import make_backbone
+from facetwin.core import paths
+from facetwin.core.jsonsafe import canonical_json, dumps
+from facetwin.errors import FacetwinError
+from facetwin.training.curves import plot_curves
+from facetwin.training.features import face_policy
+from facetwin.training.siamese import Siamese, build_head
 
 FORMAT = "facetwin-run"
 VERSION = 1
-
-
-def _json_safe(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):
-        return _json_safe(obj.item())
-    return obj
 
 
 def _paper_deviations(config) -> list[str]:
@@ -53,9 +45,6 @@ def _paper_deviations(config) -> list[str]:
 
 def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
     """Write ``model.json``, ``head.safetensors``, ``metrics.json`` and ``curves.png`` into ``run_dir``."""
-    from .curves import plot_curves
-    from .features import face_policy
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
@@ -97,12 +86,12 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
         "paper_deviations": _paper_deviations(config),
         "training": summary,
     }
-    paths.atomic_write_text(run_dir / "model.json", json.dumps(_json_safe(doc), indent=2))
+    paths.atomic_write_text(run_dir / "model.json", dumps(doc))
     final = {k: v for k, v in summary.items() if k.startswith("val_") or k.startswith("initial_")}
     metrics = {"epochs": history, "final": final, "kept_epoch": summary.get("kept_epoch")}
-    paths.atomic_write_text(run_dir / "metrics.json", json.dumps(_json_safe(metrics), indent=2))
+    paths.atomic_write_text(run_dir / "metrics.json", dumps(metrics))
     title = f"{config.backbone} · {config.head} head · {config.loss} · split by {config.split}"
-    plot_curves(history, run_dir / "curves.png", title=title)
+    plot_curves(history, run_dir / "curves.png", title=title, kept_epoch=summary.get("kept_epoch"))
 
 
 def read_model_json(run_dir) -> dict:
@@ -120,17 +109,12 @@ def read_model_json(run_dir) -> dict:
 
 def load_siamese(run_dir, backbone=None):
     """``(siamese, model_json, backbone)`` of a run directory."""
-    from .siamese import Siamese, build_head
-    from .train import make_backbone
-
     run_dir = Path(run_dir)
     doc = read_model_json(run_dir)
     hp = doc["hyperparameters"]
     if backbone is None:
         backbone = make_backbone(doc["backbone"]["name"], doc["backbone"]["options"].get("weights"))
-    if json.dumps(backbone.describe(), sort_keys=True, default=str) != json.dumps(
-        doc["backbone"]["describe"], sort_keys=True, default=str
-    ):
+    if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
         raise FacetwinError(
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "
             "(weights or preprocessing differ)."
@@ -149,27 +133,3 @@ def load_siamese(run_dir, backbone=None):
         raise FacetwinError(f"{path}: tensors do not match the head described in model.json.") from None
     model.eval()
     return model, doc, backbone
-
-
-def load_run(run_dir, backbone=None):
-    """The trained model of ``run_dir`` as a :class:`facetwin.model.Model` (distance "euclidean")."""
-    from .model import Model
-
-    siamese, doc, backbone = load_siamese(run_dir, backbone)
-    description = {
-        "run_dir": str(Path(run_dir).resolve()),
-        "backbone": doc["backbone"]["describe"],
-        "head": doc["head"],
-        "threshold": doc["threshold"],
-        "preset": doc.get("preset"),
-        "trained_on": doc.get("training", {}).get("data", {}).get("dir"),
-    }
-    return Model(
-        backbone=backbone,
-        head=siamese.head,
-        distance="euclidean",
-        threshold=float(doc["threshold"]["value"]),
-        slope=siamese.slope,
-        intercept=siamese.intercept,
-        description=description,
-    )

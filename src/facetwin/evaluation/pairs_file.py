@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FacetwinError
+from facetwin.errors import FacetwinError
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FacetwinError
-from .features import FeatureSet, extract_features
+from facetwin.errors import FacetwinError
+from facetwin.training.features import FeatureSet, extract_features
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .paths import atomic_write_text
+from facetwin.core.distances import from_search_scores
+from facetwin.core.paths import atomic_write_text
 
 M = 32  # graph degree
 EF_CONSTRUCTION = 80
@@ -86,8 +87,7 @@ class AnnIndex:
         scores, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32), k)
         keep = rows[0] >= 0
         rows, scores = rows[0][keep], scores[0][keep]
-        distances = 1.0 - scores if self.distance == "cosine" else np.sqrt(np.maximum(scores, 1e-7))
-        return rows, distances
+        return rows, from_search_scores(scores, self.distance)
 
 
 def _files(gallery: Path) -> tuple[Path, Path]:

@@ -10,9 +10,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The crop a backbone expects: side length in pixels and the alignment that makes it."""
+
+    size: int
+    alignment: str  # "five_point" (similarity transform to a 5-landmark template) or "vggface" (level eyes, crop box)
+
 
 # ArcFace / SFace template for a 112×112 crop, in YuNet's landmark order (right eye, left eye, nose,
 # right mouth corner, left mouth corner; "right" is the person's right, i.e. image-left).
@@ -98,7 +108,7 @@ def _reduce(image: np.ndarray, box, landmarks: np.ndarray, size: int):
 
 
 def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
-    """The crop of ``face`` (a :class:`facetwin.detect.Face`) for an ``InputSpec`` alignment."""
+    """The crop of ``face`` (a :class:`facetwin.vision.detect.Face`) for an ``InputSpec`` alignment."""
     image, box, landmarks = _reduce(image, face.box, face.landmarks, size)
     if alignment == "five_point":
         return five_point(image, landmarks, size)
@@ -107,4 +117,4 @@ def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown alignment '{alignment}'")
 
 
-__all__ = ["ARCFACE_112", "similarity_transform", "five_point", "vggface", "eye_angle", "align"]
+__all__ = ["InputSpec", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "eye_angle", "align"]

@@ -1,0 +1,1 @@
+"""Honest verification figures: pairs files, metrics, the LFW k-fold protocol, cross-training, plots."""

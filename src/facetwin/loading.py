@@ -1,0 +1,67 @@
+"""``load(target)``: a model by backbone name or from a trained run directory, and which one it is.
+
+The rule is explicit, in this order: a ``Path`` object or a string with a path separator is a run directory;
+a registered backbone name is that backbone; any other existing folder is a run directory; anything else is
+an error that lists the backbone names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facetwin.backbones.registry import DEFAULT_BACKBONE, backbone_names, get_backbone
+from facetwin.errors import FacetwinError
+from facetwin.model import Model, from_backbone
+
+
+def is_run_dir(target: str | Path) -> bool:
+    """Whether ``target`` is meant as a run directory (see the module docstring), not a backbone name."""
+    text = str(target)
+    if isinstance(target, Path) or "/" in text or "\\" in text:
+        return True
+    return text not in backbone_names() and Path(text).is_dir()
+
+
+def load(target: str | Path = DEFAULT_BACKBONE, *, threshold: float | None = None, **backbone_options) -> Model:
+    """A model by backbone name ("sface", "vggface", with backbone options) or a trained run directory."""
+    if not is_run_dir(target):
+        if str(target) not in backbone_names():
+            raise FacetwinError(
+                f"unknown backbone '{target}' and no run directory of that name; "
+                f"backbones: {', '.join(backbone_names())}."
+            )
+        return from_backbone(get_backbone(str(target), **backbone_options), threshold=threshold)
+    path = Path(target)
+    if not (path / "model.json").is_file():
+        raise FacetwinError(f"{path}: not a facetwin run directory (no model.json).")
+    if backbone_options:
+        raise FacetwinError(
+            f"{path}: a trained run fixes its backbone; drop the backbone options {sorted(backbone_options)}."
+        )
+    return _load_run(path, threshold)
+
+
+def _load_run(run_dir: Path, threshold: float | None) -> Model:
+    """The trained model of ``run_dir`` (distance "euclidean", the threshold chosen at training)."""
+    from facetwin.training.artifact import load_siamese
+
+    siamese, doc, backbone = load_siamese(run_dir)
+    source = str(run_dir.resolve())
+    description = {
+        "run_dir": source,
+        "backbone": doc["backbone"]["describe"],
+        "head": doc["head"],
+        "threshold": doc["threshold"],
+        "preset": doc.get("preset"),
+        "trained_on": doc.get("training", {}).get("data", {}).get("dir"),
+    }
+    return Model(
+        backbone=backbone,
+        head=siamese.head,
+        distance="euclidean",
+        threshold=float(doc["threshold"]["value"]) if threshold is None else float(threshold),
+        slope=siamese.slope,
+        intercept=siamese.intercept,
+        description=description,
+        source=source,
+    )

@@ -1,0 +1,81 @@
+"""``train(DATA_DIR, out=RUN_DIR, ...)``: a folder of people in, a run directory out.
+
+The frozen trunk runs once per image (``features.extract_features``, cached across runs); the head trains
+on the cached features (``fit.py``); the run directory is written by ``artifact.save_run``.
+Defaults (``TrainConfig``): the paper's model for ``vggface`` (fc8 + tanh, BCE, Adam 1e-3, batch 32,
+60 epochs); for ``sface`` a residual head that starts as the backbone itself (see ``siamese.py``).
+``preset="paper"`` sets the paper's hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from facetwin.backbones.registry import DEFAULT_BACKBONE, make_backbone
+from facetwin.errors import FacetwinError
+from facetwin.training.artifact import save_run
+from facetwin.training.config import TrainConfig
+from facetwin.training.dataset import load_dataset
+from facetwin.training.fit import fit
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | None = None,
+    preset: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **options,
+) -> dict:
+    """Train a Siamese head on a folder-per-person ``data_dir`` and write the run directory ``out``.
+
+    ``options`` are the fields of :class:`TrainConfig` (epochs, batch_size, lr, split, val_fraction, seed,
+    pairs, embedding_dim, loss, no_face, ...). Returns the training summary (also in ``model.json``).
+    """
+    unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    config = TrainConfig(backbone=backbone, weights=weights, preset=preset, **options).resolved()
+    out = Path(out)
+    if (out / "model.json").exists() and not resume:
+        raise FacetwinError(f"{out}: already holds a trained model; choose another --out or pass --resume.")
+    out.mkdir(parents=True, exist_ok=True)
+    bb = make_backbone(config.backbone, config.weights)
+    data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress)
+    rep = data.report()
+    log.info(
+        "%d images of %d people (%d computed, %d from the feature cache); %d unreadable, %d without a face (%s)",
+        rep["images"],
+        rep["people"],
+        data.extraction["computed"],
+        data.extraction["cached"],
+        rep["unreadable"],
+        rep["no_face"],
+        rep["no_face_action"],
+    )
+    for message in rep["unreadable_first"]:
+        log.info("  unreadable: %s", message)
+    for f in rep["no_face_first"]:
+        log.info("  no face: %s", f)
+    result = fit(
+        data.features, data.labels, bb, config, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress
+    )
+    summary = dict(result.summary)
+    summary["data"] = {"dir": str(Path(data_dir).resolve()), **rep, "extraction": data.extraction}
+    save_run(
+        out,
+        backbone=bb,
+        model=result.model,
+        config=config,
+        history=result.history,
+        summary=summary,
+        thresholds=result.thresholds,
+    )
+    return summary
