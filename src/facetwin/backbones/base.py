@@ -13,10 +13,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facetwin.errors import FacetwinError
 from facetwin.vision.align import InputSpec
 
 if TYPE_CHECKING:
     import torch
+
+
+def crop_batch(crops, who: str, shape: str) -> np.ndarray:
+    """``crops`` as a 4-D RGB uint8 batch ``(N, S, S, 3)`` (one crop becomes a batch of one), or an error
+    naming the backbone (``who``) and the ``shape`` it expects."""
+    crops = np.asarray(crops)
+    if crops.ndim == 3:
+        crops = crops[None]
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        raise FacetwinError(f"{who} expects RGB uint8 crops of shape {shape}, got {crops.dtype} {tuple(crops.shape)}.")
+    return crops
 
 
 @dataclass(frozen=True)
@@ -70,4 +82,4 @@ class Backbone(ABC):
         return self.embed_features(self.trunk(crops))
 
 
-__all__ = ["Backbone", "Calibration", "InputSpec"]
+__all__ = ["Backbone", "Calibration", "InputSpec", "crop_batch"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
 from facetwin.core import assets
 from facetwin.core.distances import normalize
 from facetwin.errors import FacetwinError
@@ -174,13 +174,7 @@ class SFace(Backbone):
         return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
 
     def trunk(self, crops: np.ndarray) -> np.ndarray:
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
-        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-            raise FacetwinError(
-                f"SFace expects RGB uint8 crops of shape (N, 112, 112, 3), got {crops.dtype} {tuple(crops.shape)}."
-            )
+        crops = crop_batch(crops, "SFace", "(N, 112, 112, 3)")
         out = np.empty((len(crops), FEATURE_DIM), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
             blob = self._blob(crops[start : start + self.batch_size])

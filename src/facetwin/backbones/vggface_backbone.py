@@ -30,7 +30,7 @@ import torch
 
 from facetwin.backbones import vggface as V
 from facetwin.backbones import vggface_weights as W
-from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
 from facetwin.core import precision as _precision
 from facetwin.errors import FacetwinError
 
@@ -48,13 +48,7 @@ def preprocess(crops: np.ndarray, mode: str = "deepface", size: int = V.INPUT_SI
     """RGB uint8 crops ``(N, H, W, 3)`` → float32 BGR ``(N, 3, size, size)`` in channels-last layout."""
     if mode not in PREPROCESS:
         raise FacetwinError(f"unknown preprocessing '{mode}'; choose one of: {', '.join(PREPROCESS)}.")
-    crops = np.asarray(crops)
-    if crops.ndim == 3:
-        crops = crops[None]
-    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-        raise FacetwinError(
-            f"VGG-Face expects RGB uint8 crops of shape (N, H, W, 3), got {crops.dtype} {tuple(crops.shape)}."
-        )
+    crops = crop_batch(crops, "VGG-Face", "(N, H, W, 3)")
     if crops.shape[1:3] != (size, size):
         import cv2
 
@@ -142,10 +136,9 @@ class VGGFaceBackbone(Backbone):
             param.requires_grad_(True)
         return head.eval()
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        features = self.trunk(crops)
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self._head(torch.from_numpy(features)).float().numpy()
+            return self._head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).float().numpy()
 
     def describe(self) -> dict:
         return {
