@@ -59,11 +59,15 @@ def test_removed_person_leaves_no_trace_in_the_file(tmp_path):
 
 def test_a_gallery_refuses_another_model(tmp_path):
     db = tmp_path / "g.db"
-    Gallery(db)
+    Gallery(db).enroll_embeddings("Ada", np.ones((1, 128), np.float32))  # the first enrolment records the model
     with sqlite3.connect(db) as con:
         con.execute("UPDATE meta SET value = 'f' || value WHERE key = 'model_fingerprint'")
     with pytest.raises(FacetwinError, match="cannot be searched or extended with another model"):
         Gallery(db, "sface")
+    lazy = Gallery(db)  # listing needs no model ...
+    assert [p.name for p in lazy.people()] == ["Ada"]
+    with pytest.raises(FacetwinError, match="cannot be searched or extended with another model"):
+        lazy.search(np.ones(128, np.float32))  # ... searching does, and is refused
 
 
 def _enroll_many(args):

@@ -104,8 +104,20 @@ class Gallery:
         self._local = threading.local()
         self._snapshot: _Snapshot | None = None
         self._snapshot_lock = threading.Lock()
-        recorded = dict(self._db().execute("SELECT key, value FROM meta").fetchall())
-        self.model = self._bind_model(model, recorded)
+        self._model: Model | None = None
+        self._model_lock = threading.Lock()
+        self._db()  # open (or create) and check the file now, so a bad path fails here
+        if model is not None:
+            self._model = self._bind_model(model)
+
+    @property
+    def model(self) -> Model:
+        """The gallery's model: the one given, else the one the file records, loaded on first use (listing,
+        counting and removing people never load it)."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = self._bind_model(None)
+            return self._model
 
     # ------------------------------------------------------------------ storage
     def _db(self) -> sqlite3.Connection:
@@ -139,8 +151,9 @@ class Gallery:
 
         return _Tx()
 
-    def _bind_model(self, model: Model | str | None, recorded: dict) -> Model:
+    def _bind_model(self, model: Model | str | None) -> Model:
         if model is None:
+            recorded = dict(self._db().execute("SELECT key, value FROM meta").fetchall())
             model = recorded.get("model_source", DEFAULT_BACKBONE)
         model = load(model) if isinstance(model, str | Path) else model
         source = model.source
