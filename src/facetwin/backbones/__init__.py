@@ -20,7 +20,13 @@ def _vggface(**options) -> Backbone:
     return VGGFaceBackbone(**options)
 
 
-_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface}
+def _dlib(**options) -> Backbone:
+    from .dlib import DlibBackbone
+
+    return DlibBackbone(**options)
+
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface, "dlib": _dlib}
 DEFAULT_BACKBONE = "sface"
 
 

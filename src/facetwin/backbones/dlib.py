@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import precision as _precision
+from ..dlib_chip import PADDING, YUNET_TEMPLATE
 from ..errors import FacetwinError
 from . import dlib_weights as W
 from .base import Backbone, Calibration, InputSpec
@@ -94,3 +95,73 @@ def load_network(dat: str | None = None) -> tuple[DlibResNet, str]:
     network = DlibResNet()
     network.load_state_dict(loaded.state_dict)
     return network.eval(), loaded.sha256
+
+
+class DlibBackbone(Backbone):
+    """dlib's ResNet as a facetwin backbone: dlib's 150×150 chips (from YuNet landmarks) → 128-d, batched."""
+
+    name = "dlib"
+    input = InputSpec(CHIP_SIZE, "dlib")
+    distance = "cosine"
+    feature_dim = W.EMBEDDING_DIM
+    embedding_dim = W.EMBEDDING_DIM
+    calibration = Calibration(threshold=float("nan"), slope=float("nan"), intercept=float("nan"))
+
+    def __init__(self, precision: str = "fp32", batch_size: int = BATCH_SIZE, weights: str | None = None) -> None:
+        if precision not in ("auto", "fp32"):
+            raise FacetwinError(f"the dlib backbone runs in float32 only; precision '{precision}' is not available.")
+        self.precision = "fp32"
+        self.batch_size = max(1, int(batch_size))
+        _precision.configure_cpu()
+        self.network, self.weights_sha256 = load_network(weights)
+        self.network.requires_grad_(False).to(memory_format=torch.channels_last)
+
+    def _tensor(self, crops: np.ndarray) -> torch.Tensor:
+        if crops.shape[1:3] != (CHIP_SIZE, CHIP_SIZE):
+            import cv2
+
+            crops = np.stack([cv2.resize(c, (CHIP_SIZE, CHIP_SIZE), interpolation=cv2.INTER_AREA) for c in crops])
+        return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()  # channels-last view
+
+    def trunk(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+            raise FacetwinError(
+                f"the dlib backbone expects RGB uint8 chips of shape (N, 150, 150, 3), got {crops.dtype} "
+                f"{tuple(crops.shape)}."
+            )
+        out = np.empty((len(crops), self.feature_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                batch = self._tensor(crops[start : start + self.batch_size])
+                out[start : start + len(batch)] = self.network(batch).numpy()
+        return out
+
+    def pretrained_head(self) -> torch.nn.Module:
+        return L2Normalize().eval()
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        features = self.trunk(crops)
+        return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "file": W.MODEL_FILE,
+            "preprocess": "rgb 0-255 minus the file's mean pixel, /256",
+            "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "input": {
+                "size": self.input.size,
+                "alignment": self.input.alignment,
+                "padding": PADDING,
+                "yunet_template": YUNET_TEMPLATE.round(4).tolist(),
+            },
+            "runtime": "pytorch fp32 (affines folded into convolutions)",
+        }
+
+    def __repr__(self) -> str:
+        return f"DlibBackbone(weights={self.weights_sha256[:12]}, threshold={self.calibration.threshold})"
