@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facetwin.vision.dlib_chip import face_chip
+from facetwin.vision.geometry import similarity_transform
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -36,25 +39,6 @@ ARCFACE_112 = np.array(
     ],
     dtype=np.float64,
 )
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2×3 matrix of the similarity transform minimising ``sum |T(src) - dst|^2`` (Umeyama)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    n = src.shape[0]
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s_c, d_c = src - mu_s, dst - mu_d
-    var_s = (s_c**2).sum() / n
-    cov = d_c.T @ s_c / n
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        d[1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
 
 
 def five_point(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
@@ -109,6 +93,8 @@ def _reduce(image: np.ndarray, box, landmarks: np.ndarray, size: int):
 
 def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     """The crop of ``face`` (a :class:`facetwin.vision.detect.Face`) for an ``InputSpec`` alignment."""
+    if alignment == "dlib":  # dlib's chip (it shrinks large faces itself)
+        return face_chip(image, face.landmarks, size=size)
     image, box, landmarks = _reduce(image, face.box, face.landmarks, size)
     if alignment == "five_point":
         return five_point(image, landmarks, size)
