@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per person")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, choices=["sface", "vggface"], help="frozen backbone (default sface)"
+        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
+        help="frozen backbone(s): sface (default), dlib, vggface, or a '+'-joined list such as sface+dlib"
     )
     add_training_options(p)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")

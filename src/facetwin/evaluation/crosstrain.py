@@ -88,7 +88,7 @@ def cross_train_evaluate(
     images_dir = Path(images_dir)
     pairs, n_missing = _present_pairs(list(read_pairs(pairs_path).pairs), images_dir, skip_missing)
 
-    bb = make_backbone(config.backbone, config.weights)
+    bb = make_backbone(config.backbone, config.weights, config.tta)
     files, owners = list_images(images_dir)
     pair_files = sorted({str(images_dir / p.a) for p in pairs} | {str(images_dir / p.b) for p in pairs})
     fs = extract_features(bb, list(dict.fromkeys(files + pair_files)), progress=progress, desc="trunk features")

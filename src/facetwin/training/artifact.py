@@ -57,7 +57,10 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
         "version": VERSION,
         "backbone": {
             "name": config.backbone,
-            "options": {"weights": str(Path(config.weights).resolve())} if config.weights else {},
+            "options": {
+                **({"weights": str(Path(config.weights).resolve())} if config.weights else {}),
+                **({"tta": config.tta} if config.tta != "none" else {}),
+            },
             "describe": describe,
             "weights_sha256": describe.get("weights_sha256") or describe.get("sha256"),
         },
@@ -113,7 +116,8 @@ def load_siamese(run_dir, backbone=None):
     doc = read_model_json(run_dir)
     hp = doc["hyperparameters"]
     if backbone is None:
-        backbone = make_backbone(doc["backbone"]["name"], doc["backbone"]["options"].get("weights"))
+        options = doc["backbone"]["options"]
+        backbone = make_backbone(doc["backbone"]["name"], options.get("weights"), options.get("tta", "none"))
     if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
         raise FacetwinError(
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "

@@ -19,7 +19,7 @@ from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
 # Options that must match between the checkpoint and the resumed run.
-MUST_MATCH = ("backbone", "head", "embedding_dim", "split", "val_fraction", "seed", "pairs", "loss", "optimizer")
+MUST_MATCH = ("backbone", "tta", "head", "embedding_dim", "split", "val_fraction", "seed", "pairs", "loss", "optimizer")
 
 
 @dataclass

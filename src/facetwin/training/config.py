@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.backbones.registry import DEFAULT_BACKBONE, TTA_CHOICES
 from facetwin.core.precision import cpu_flags
 from facetwin.errors import FacetwinError
 from facetwin.training.splits import SPLITS
@@ -40,6 +40,7 @@ class TrainConfig:
 
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
+    tta: str = "none"  # none | flip: mirror averaging of the trunk features (backbones/tta.py)
     preset: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -72,6 +73,8 @@ class TrainConfig:
         for key, value in defaults.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
+        if c.tta not in TTA_CHOICES:
+            raise FacetwinError(f"unknown --tta '{c.tta}'; choose one of: {', '.join(TTA_CHOICES)}.")
         if c.split not in SPLITS:
             raise FacetwinError(f"unknown split '{c.split}'; choose one of: {', '.join(SPLITS)}.")
         if c.pairs not in ("fresh", "fixed"):

@@ -35,13 +35,13 @@ CACHE_FORMAT = 1
 def face_policy(backbone) -> dict:
     """The detection/alignment policy that (together with ``backbone.describe()``) determines a feature."""
     spec = backbone.input
+    crop = {"input": spec.describe()} if spec.parts else {"crop_size": int(spec.size), "alignment": spec.alignment}
     return {
         "format": CACHE_FORMAT,
         "detect": True,
         "face": "largest",
         "no_face": "centre crop stored with a note",
-        "crop_size": int(spec.size),
-        "alignment": spec.alignment,
+        **crop,
     }
 
 
@@ -104,7 +104,16 @@ def extract_features(
     progress: bool = True,
     desc: str = "trunk features",
 ) -> FeatureSet:
-    """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal."""
+    """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal.
+
+    A composite backbone (``sface+dlib``) is extracted part by part, each from its own cache, and joined.
+    """
+    if getattr(backbone, "parts", None):
+        parts = [
+            extract_features(part, files, batch_size=batch_size, progress=progress, desc=desc)
+            for part in backbone.parts
+        ]
+        return _joined(backbone, parts)
     start = time.perf_counter()
     names = [str(f) for f in files]
     folder = cache_dir(backbone)
@@ -166,3 +175,24 @@ def extract_features(
     result.no_face = [names[i] for i in range(len(names)) if result.ok[i] and notes[i] == NOTE_CENTRE]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _joined(composite, parts: list[FeatureSet]) -> FeatureSet:
+    """The composite's feature rows from its parts' (a row is usable when every part has it)."""
+    ok = np.logical_and.reduce([fs.ok for fs in parts])
+    features = np.full((len(ok), int(composite.feature_dim)), np.nan, np.float32)
+    if ok.any():
+        features[ok] = composite.join([fs.features[ok] for fs in parts])
+    failed = list({name: message for fs in parts for name, message in fs.failed}.items())
+    no_face = sorted({name for fs in parts for name in fs.no_face})
+    return FeatureSet(
+        files=parts[0].files,
+        features=features,
+        ok=ok,
+        no_face=[name for name in parts[0].files if name in set(no_face)],
+        failed=failed,
+        computed=max(fs.computed for fs in parts),
+        cached=min(fs.cached for fs in parts),
+        trunk_calls=sum(fs.trunk_calls for fs in parts),
+        seconds=sum(fs.seconds for fs in parts),
+    )

@@ -47,7 +47,7 @@ def train(
     if (out / "model.json").exists() and not resume:
         raise FacetwinError(f"{out}: already holds a trained model; choose another --out or pass --resume.")
     out.mkdir(parents=True, exist_ok=True)
-    bb = make_backbone(config.backbone, config.weights)
+    bb = make_backbone(config.backbone, config.weights, config.tta)
     data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress)
     rep = data.report()
     log.info(

@@ -21,10 +21,36 @@ from facetwin.vision.geometry import similarity_transform
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The crop a backbone expects: side length in pixels and the alignment that makes it."""
+    """The crop a backbone expects: side length in pixels and the alignment that makes it.
+
+    A composite model (several trunks) has ``parts``: one crop per part, made from the same detected face
+    and packed into one array (:func:`pack`), so batching and caching treat it like any crop.
+    """
 
     size: int
-    alignment: str  # "five_point" (similarity transform to a 5-landmark template) or "vggface" (level eyes, crop box)
+    alignment: str  # "five_point" (5-landmark template), "vggface" (level eyes, crop box), "dlib" (dlib's chip)
+    parts: tuple[InputSpec, ...] = ()
+
+    def describe(self) -> dict:
+        """What determines the crop, for cache keys and model descriptions."""
+        if self.parts:
+            return {"parts": [part.describe() for part in self.parts]}
+        return {"size": self.size, "alignment": self.alignment}
+
+
+def pack(crops: list[np.ndarray]) -> np.ndarray:
+    """Several square RGB crops as one ``(sum of S*S, 1, 3)`` uint8 array (see :func:`unpack`)."""
+    return np.concatenate([c.reshape(-1, 1, 3) for c in crops])
+
+
+def unpack(batch: np.ndarray, parts: tuple[InputSpec, ...]) -> list[np.ndarray]:
+    """The ``(N, S, S, 3)`` crops of each part from a batch of packed crops ``(N, L, 1, 3)``."""
+    out, start = [], 0
+    for part in parts:
+        n = part.size * part.size
+        out.append(np.ascontiguousarray(batch[:, start : start + n, 0, :].reshape(len(batch), part.size, part.size, 3)))
+        start += n
+    return out
 
 
 # ArcFace / SFace template for a 112×112 crop, in YuNet's landmark order (right eye, left eye, nose,
@@ -103,4 +129,4 @@ def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown alignment '{alignment}'")
 
 
-__all__ = ["InputSpec", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "eye_angle", "align"]
+__all__ = ["InputSpec", "pack", "unpack", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "align"]
