@@ -120,6 +120,44 @@ def fold_weights(model):
     return model
 
 
+def split_prelu(model):
+    """Rewrite every ``PRelu(y)`` with a constant slope ``a`` as ``a*y + (1-a)*relu(y)``, in place.
+
+    Same function (exact for any slope), but onnxruntime has no fast kernel for a per-channel ``PRelu``
+    (a generic broadcast loop: 15 of the 21 ms of a batch-1 call, 1 thread); the rewritten form is a ``Relu``
+    plus two per-channel ``Mul`` and an ``Add`` that its graph optimiser fuses into the neighbouring
+    convolutions (NCHWc), so a batch-1 call takes about 8 ms. Outputs agree to ~1e-6.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    values = {init.name: init for init in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        slope = values.get(node.input[1]) if node.op_type == "PRelu" else None
+        if slope is None:
+            nodes.append(node)
+            continue
+        y, out = node.input[0], node.output[0]
+        one_minus = (1.0 - numpy_helper.to_array(slope)).astype(np.float32)
+        keep = numpy_helper.from_array(one_minus, f"{out}_one_minus_slope")
+        graph.initializer.append(keep)
+        nodes += [
+            helper.make_node("Relu", [y], [f"{out}_relu"]),
+            helper.make_node("Mul", [f"{out}_relu", keep.name], [f"{out}_positive"]),
+            helper.make_node("Mul", [y, slope.name], [f"{out}_linear"]),
+            helper.make_node("Add", [f"{out}_positive", f"{out}_linear"], [out]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+def fast_model(data: bytes):
+    """The SFace file as the ``onnx.ModelProto`` facetwin runs: repaired, weights folded, ``PRelu`` split."""
+    return split_prelu(fold_weights(fixed_model(data)))
+
+
 def _threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
@@ -155,12 +193,14 @@ class SFace(Backbone):
         self.batch_size = max(1, int(batch_size))
         data = assets.read_verified("sface")
         self.weights_sha256 = assets.ASSETS["sface"].sha256
-        model = fold_weights(fixed_model(data))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or _threads())
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # idle workers sleep instead of spinning: spinning threads steal the cores OpenCV's detector needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model = fast_model(data)
         self._session = ort.InferenceSession(
             model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
         )
