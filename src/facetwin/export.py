@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from .align import ARCFACE_112
 from .backbones import backbone_names
-from .detect import MAX_SIDE, NMS_THRESHOLD, SCORE_THRESHOLD
+from .detect import MAX_SIDE, NMS_THRESHOLD, PAD_FRACTION, SCORE_THRESHOLD
 from .errors import FacetwinError
 from .model import Model, load
 from .paths import atomic_write_bytes
@@ -99,7 +99,8 @@ def _preprocessing(model: Model) -> dict[str, str]:
         "facetwin.detection": (
             f"YuNet (OpenCV Zoo face_detection_yunet_2023mar_int8bq.onnx, as cv2.FaceDetectorYN decodes it): "
             f"score threshold {SCORE_THRESHOLD}, NMS {NMS_THRESHOLD}; photos with a longer side above {MAX_SIDE} px "
-            f"are shrunk to {MAX_SIDE} px (INTER_AREA) for detection; the largest face is used"
+            f"are shrunk to {MAX_SIDE} px (INTER_AREA) for detection; when nothing is found, once more with a border "
+            f"of {PAD_FRACTION:g} of each side in the mean colour; the largest face (box area) is used"
         ),
         "facetwin.alignment": (
             "least-squares similarity transform (Umeyama: rotation, uniform scale, translation) from the 5 YuNet "
