@@ -30,7 +30,8 @@ def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = Tr
             "--precision",
             choices=["auto", "fp32", "bf16", "bf16-all"],
             help="vggface trunk arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (fp32 through "
-            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32)",
+            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32); sface: auto = fp32 (onnxruntime) or bf16 "
+            "(OpenVINO, needs a CPU with bf16)",
         )
     p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
     p.add_argument("--tta", choices=TTA, help=TTA_HELP)
