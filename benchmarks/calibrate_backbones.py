@@ -78,10 +78,15 @@ def kfold(d: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
 
 
 def logistic(d: np.ndarray, same: np.ndarray, iters: int = 200) -> tuple[float, float]:
-    """Maximum-likelihood ``sigmoid(slope*d + intercept)`` by Newton's method."""
-    x = np.c_[d, np.ones_like(d)]
+    """Maximum-likelihood ``sigmoid(slope*d + intercept)`` by Newton's method.
+
+    Fitted on standardised distances from zero (a fixed start diverges for small distance scales, such as
+    dlib's cosine distances), then mapped back to raw distances.
+    """
+    mean, std = float(np.mean(d)), float(np.std(d)) or 1.0
+    x = np.c_[(d - mean) / std, np.ones_like(d)]
     y = same.astype(np.float64)
-    w = np.array([-10.0, 5.0])
+    w = np.zeros(2)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(x @ w)))
         grad = x.T @ (y - p)
@@ -90,7 +95,7 @@ def logistic(d: np.ndarray, same: np.ndarray, iters: int = 200) -> tuple[float, 
         w = w + step
         if np.abs(step).max() < 1e-10:
             break
-    return float(w[0]), float(w[1])
+    return float(w[0] / std), float(w[1] - w[0] * mean / std)
 
 
 def main() -> int:
