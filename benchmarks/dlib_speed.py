@@ -4,9 +4,10 @@
 
 Needs the real dlib (``pip install dlib-bin``, dev extra). Chips: facetwin's pipeline (YuNet + dlib's chip) on the
 first lfw-dev images. Every variant runs on the same chips in this one process, in interleaved rounds (best of
-``--repeats`` after a warm-up round); on a shared machine only the side-by-side ratios mean something. Variants of ours: batch 1 and batched, with 1
-and all threads, contiguous and channels-last memory, TorchScript (trace + freeze), and bf16 autocast, which is
-only worth anything if its descriptors stay at cosine >= 0.9999 with float32 (printed).
+``--repeats`` after a warm-up round); on a shared machine only the side-by-side ratios mean something. Variants
+of ours: batch 1 and batched, with 1 and all threads, contiguous and channels-last memory, TorchScript (trace +
+freeze), and bf16 autocast, which is only worth anything if its descriptors stay at cosine >= 0.9999 with
+float32 (printed). The last rows are what facetwin runs: ``DlibBackbone.trunk`` in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def main() -> int:
             rows.append((f"ours, {t} thread(s), batch {b}, channels-last, TorchScript", ours(x_last, b, scripted), t))
         rows.append((f"ours, {t} thread(s), batch {args.batch_size}, bf16 autocast", ours(x_last, args.batch_size,
                                                                                          bf16=True), t))
-    rows.append(("facetwin DlibBackbone.trunk (what facetwin runs)", lambda: backbone.trunk(chips), threads))
+    bf16 = get_backbone("dlib", precision="bf16")
+    rows.append(("facetwin DlibBackbone.trunk, fp32 (the default)", lambda: backbone.trunk(chips), threads))
+    rows.append(("facetwin DlibBackbone.trunk, bf16", lambda: bf16.trunk(chips), threads))
     best = {row[0]: float("inf") for row in rows}
     for round_ in range(args.repeats + 1):  # rounds interleave the variants, so each sees the same machine load
         for label, fn, *rest in rows:

@@ -150,3 +150,38 @@ def test_network_is_trainable(backbone):
     out.pow(2).sum().backward()
     assert out.shape == (2, 128)
     assert net.stages[4][0].conv1.weight.grad is not None
+
+
+def test_missing_wheel_is_one_clear_sentence(tmp_path):
+    """A real environment without face-recognition-models: site-packages minus that wheel, seen through symlinks."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    if not (site / "face_recognition_models").exists():
+        pytest.skip("face-recognition-models is not installed in this environment's site-packages")
+    view = tmp_path / "site"
+    view.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().startswith("face_recognition_models"):
+            (view / entry.name).symlink_to(entry)
+    src = Path(__file__).resolve().parents[1] / "src"
+    image = need(LFW / LFW_FILES[0])
+    env = {"PYTHONPATH": f"{src}:{view}", "FACETWIN_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-S", "-m", "facetwin.cli", "embed", str(image), "--backbone", "dlib"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'facetwin[dlib]'" in lines[0], run.stderr
+
+
+def test_bf16_stays_within_cosine_1e4_of_fp32(lfw_faces, dlib_models, backbone):
+    from facetwin.backbones import get_backbone
+
+    dlib = dlib_models[0]
+    chips = np.stack([dlib.get_face_chip(rgb, shape, 150, 0.25) for rgb, shape in lfw_faces])
+    exact, low = backbone.embed(chips), get_backbone("dlib", precision="bf16").embed(chips)
+    assert np.sum(exact * low, axis=1).min() >= 0.9999

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--images", required=True, metavar="DIR", help="folder with name/name_000N.jpg images")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", metavar="RUN_DIR", help="a trained run directory")
-    source.add_argument("--backbone", default="sface", metavar="NAME", help="a plain backbone: sface or vggface")
+    source.add_argument("--backbone", default="sface", metavar="NAME", help="a plain backbone: sface, vggface or dlib")
     p.add_argument("--json", metavar="FILE", help="write the result as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="ROC and distance histograms with the threshold, as PNG")
     p.add_argument("--skip-missing", action="store_true", help="drop pairs whose images are missing or unreadable")
