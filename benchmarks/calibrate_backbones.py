@@ -69,7 +69,7 @@ def main() -> int:
     d, same, folds = scored.distances, scored.same, scored.folds
     kfold = kfold_accuracy(d, same, folds)
     threshold = best_threshold(d, same)
-    slope, intercept = fit_logistic(d, same)
+    slope, intercept = fit_logistic(d, same, iterations=200, ridge=0.0)
     sample = sorted(images.glob("*/*.jpg"))[:20]
     out = {
         "source": model.source,
