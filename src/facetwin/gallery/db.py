@@ -89,11 +89,6 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
     """A connection to the gallery ``path`` (created when missing), after checking it is a facetwin gallery."""
     if path.is_dir():
         raise FacetwinError(f"{path}: is a folder, not a gallery file.")
-    if path.exists():
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise FacetwinError(f"{path}: not a facetwin gallery (not an SQLite file); it was left untouched.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,7 +97,13 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            if _check_is_gallery(path, db):
+            try:  # (the file is never opened outside SQLite: closing it would drop SQLite's locks)
+                fresh = _check_is_gallery(path, db)
+            except sqlite3.DatabaseError as exc:
+                raise FacetwinError(
+                    f"{path}: not a facetwin gallery or damaged ({exc}); it was left untouched."
+                ) from None
+            if fresh:
                 _create(path, db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")

@@ -29,12 +29,16 @@ def checkpoint(db: sqlite3.Connection, path: Path, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
-        try:
+        (saved,) = db.execute("PRAGMA busy_timeout").fetchone()
+        db.execute(f"PRAGMA busy_timeout={max(1, int((deadline - time.monotonic()) * 1000))}")
+        try:  # TRUNCATE waits in SQLite's busy handler for readers: bounded by what is left of ``timeout``
             busy, log, moved = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             busy, log, moved = 1, -1, -1
+        finally:
+            db.execute(f"PRAGMA busy_timeout={saved}")
         wal = wal_path(path)
         if busy == 0 and log == moved and (not wal.exists() or wal.stat().st_size == 0):
             return True
