@@ -175,7 +175,7 @@ class Gallery:
         ``names`` label the images in messages (e.g. upload file names); ``digests`` are the SHA-256 of their
         bytes when the images are decoded arrays (files and bytes are hashed here).
         """
-        images = list(images)
+        images, person = list(images), person_name(person)
         if not images:
             raise FacetwinError(f"no images given to enroll '{person}'.")
         vectors = self.model.embed(images, names=names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save
 from facetwin.backbones.registry import make_backbone
 from facetwin.core import paths
 from facetwin.core.jsonsafe import canonical_json, dumps
+from facetwin.core.validate import all_finite_tensors
 from facetwin.errors import FacetwinError
 from facetwin.training.curves import plot_curves
 from facetwin.training.features import face_policy
@@ -46,8 +48,15 @@ def _paper_deviations(config) -> list[str]:
 def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
     """Write ``model.json``, ``head.safetensors``, ``metrics.json`` and ``curves.png`` into ``run_dir``."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    bad = all_finite_tensors(state)
+    if bad is not None or not math.isfinite(float(thresholds["value"])):
+        what = f"tensor '{bad}'" if bad is not None else "the decision threshold"
+        raise FacetwinError(
+            f"{run_dir}: training produced a model whose {what} holds NaN or infinite values; nothing was saved "
+            "(try a lower --lr, or check the training data)."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
     paths.atomic_write_bytes(run_dir / "head.safetensors", save(state))
     describe = backbone.describe()
     with torch.inference_mode():
@@ -127,6 +136,9 @@ def load_siamese(run_dir, backbone=None):
         raise FacetwinError(f"{path}: no such file.") from None
     except Exception as exc:  # safetensors raises its own error types
         raise FacetwinError(f"{path}: not a readable safetensors file ({exc}).") from None
+    bad = all_finite_tensors(state)
+    if bad is not None:
+        raise FacetwinError(f"{path}: tensor '{bad}' holds NaN or infinite values; this model cannot be used.")
     try:
         model.load_state_dict(state)
     except RuntimeError:
