@@ -67,7 +67,7 @@ def test_pairs_names_cannot_leave_the_images_folder(tmp_path):
         read_pairs(pairs)
 
 
-def test_a_one_fold_pairs_file_does_not_claim_held_out_thresholds(tmp_path):
+def test_a_one_fold_pairs_file_does_not_claim_held_out_thresholds(tmp_path, facetwin_home):
     people = [p for p in sorted(need(LFW).iterdir()) if len(list(p.glob("*.jpg"))) >= 2][:6]
     lines = ["1\t3"] + [f"{p.name} 1 2" for p in people[:3]]
     lines += [f"{people[i].name} 1 {people[i + 3].name} 1" for i in range(3)]

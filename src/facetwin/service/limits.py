@@ -27,15 +27,17 @@ MEGA = 1_000_000
 @dataclass(frozen=True)
 class Limits:
     """The service's caps (defaults in brackets): pixels of one photo [25 MP], of one request [50 MP], photos
-    in one enrol request [16], pixels decoded at once by the whole server [50 MP]."""
+    in one enrol request [16], pixels held decoded at once by the whole server [50 MP], decodes running at
+    once [2, the cores of this machine]."""
 
     image_pixels: int = 25 * MEGA
     request_pixels: int = 50 * MEGA
     images_per_enroll: int = 16
     decoding_pixels: int = 50 * MEGA
+    decodes: int = 2
 
     def __post_init__(self) -> None:
-        if min(self.image_pixels, self.request_pixels, self.images_per_enroll, self.decoding_pixels) < 1:
+        if min(self.image_pixels, self.request_pixels, self.images_per_enroll, self.decoding_pixels, self.decodes) < 1:
             raise FacetwinError("service limits must be positive.")
         if self.request_pixels > self.decoding_pixels:
             raise FacetwinError("the pixels of one request cannot exceed the pixels decoded at once.")

@@ -45,6 +45,7 @@ class Backend:
         self.api_key = api_key
         self.limits = limits or Limits()
         self.budget = PixelBudget(self.limits.decoding_pixels)
+        self.decoding = threading.BoundedSemaphore(self.limits.decodes)
         self.lock = threading.Lock()  # measured: 2 concurrent model calls on 2 cores gave no more throughput
 
     async def run(self, fn, *args, timing: dict | None = None, **kwargs):
@@ -87,8 +88,12 @@ class Backend:
 
     async def decode(self, upload: Upload):
         """The RGB array of a checked upload (call inside a budget reservation)."""
+        def bounded():
+            with self.decoding:
+                return load_image(upload.data, upload.label, max_pixels=self.limits.image_pixels)
+
         try:
-            return await run_in_threadpool(load_image, upload.data, upload.label, max_pixels=self.limits.image_pixels)
+            return await run_in_threadpool(bounded)
         except FacetwinError as exc:
             status = 413 if "pixels, more than" in str(exc) or "decompression bomb" in str(exc) else 415
             raise ServiceError(status, str(exc)) from None
