@@ -186,3 +186,34 @@ def test_a_damaged_gallery_gives_one_sentence_in_every_command(tmp_path):
                  ("identify", need(ATT / "s1" / "1.pgm"))):
         line = _one_line_error(_cli(*args, "--gallery", db))
         assert "g.db" in line, (args, line)
+
+
+def test_a_tampered_hnsw_index_is_rebuilt_not_trusted(tmp_path, model):
+    import faiss
+
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((50, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gallery = Gallery(tmp_path / "g.db", model, index_threshold=40)
+    gallery.enroll_many({f"p{i}": vectors[i : i + 1] for i in range(50)})
+    assert gallery.search(vectors[7], top_k=1).person == "p7"
+    fake = faiss.IndexHNSWFlat(128, 32, faiss.METRIC_INNER_PRODUCT)  # same size, other vectors: a poisoned file
+    fake.add(np.roll(vectors, 1, axis=0))
+    faiss.write_index(fake, str(tmp_path / "g.db.hnsw"))
+    fresh = Gallery(tmp_path / "g.db", model, index_threshold=40)
+    assert fresh.search(vectors[7], top_k=1).matches[0].person == "p7"
+
+
+@pytest.mark.parametrize("damage", ["{}", '{"format": "facetwin-run"}', "[1, 2]", "not json",
+                                    '{"format": "facetwin-run", "hyperparameters": {"head": "evil"}, '
+                                    '"backbone": {"name": "sface", "options": {}, "describe": {}}, "head": {}, '
+                                    '"threshold": {"value": "x"}}'])
+def test_a_damaged_model_json_is_one_sentence(tmp_path, damage):
+    import facetwin
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.json").write_text(damage)
+    with pytest.raises(FacetwinError, match=r"model\.json: ") as caught:
+        facetwin.load(run)
+    assert "\n" not in str(caught.value)

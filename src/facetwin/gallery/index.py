@@ -55,7 +55,7 @@ class AnnIndex:
         (a context manager yielding whether no removal happened since ``ids`` were read), so a build that a
         removal overtook never writes the removed vectors back to disk."""
         stamp = _read_stamp(gallery)
-        saved = _load_saved(gallery, stamp, removals, ids)
+        saved = _load_saved(gallery, stamp, removals, ids, vectors)
         grown = saved is None or saved.ntotal < len(ids)
         if saved is None:
             index = cls.build(vectors, ids, distance)
@@ -125,8 +125,9 @@ def _read_stamp(gallery: Path) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray):
-    """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since), else None."""
+def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray, vectors: np.ndarray):
+    """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since) and the
+    vectors it holds are the database's (checked on a few rows: a damaged file is rebuilt), else None."""
     count = stamp.get("count")
     if stamp.get("removals") != removals or not isinstance(count, int) or not 0 < count <= len(ids):
         return None
@@ -136,4 +137,11 @@ def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray):
         index = faiss.read_index(str(_files(gallery)[0]))
     except RuntimeError:
         return None
-    return index if index.ntotal == count else None
+    if index.ntotal != count or index.d != vectors.shape[1] or not isinstance(index, faiss.IndexHNSWFlat):
+        return None
+    rows = sorted({0, count // 2, count - 1})
+    try:
+        held = np.stack([index.reconstruct(r) for r in rows])
+    except RuntimeError:
+        return None
+    return index if np.allclose(held, vectors[rows], atol=1e-6) else None
