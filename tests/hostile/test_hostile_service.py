@@ -202,3 +202,37 @@ def test_serve_on_a_port_in_use_fails_before_saying_serving(tmp_path):
     assert "serving" not in done.stdout
     assert done.stderr.strip().startswith(f"facetwin: error: cannot listen on 127.0.0.1:{port}")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_headers_that_never_finish_get_408_and_the_connection_closes(model):
+    """Slowloris: a request line and half the headers, then nothing (the server of `facetwin serve`)."""
+    import uvicorn
+
+    from facetwin.service import create_app
+    from facetwin.service.protocol import HeaderTimeoutProtocol
+
+    HeaderTimeoutProtocol.header_timeout = 1.0
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = uvicorn.Config(create_app(model, api_key=None), host="127.0.0.1", port=port,
+                                http=HeaderTimeoutProtocol, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow, \
+                socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            start = time.monotonic()
+            answers = [s.recv(4096) for s in (slow, silent)]
+            assert time.monotonic() - start < 5
+            assert all(a.startswith(b"HTTP/1.1 408") and b"did not arrive" in a for a in answers), answers
+            assert slow.recv(4096) == b""  # closed
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # normal requests unaffected
+        server.should_exit = True
+        thread.join(10)
+    finally:
+        HeaderTimeoutProtocol.header_timeout = 10.0

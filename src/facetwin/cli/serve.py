@@ -53,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from facetwin.core.paths import home
     from facetwin.service import create_app
+    from facetwin.service.protocol import HeaderTimeoutProtocol
 
     if args.max_upload_mb <= 0 or not math.isfinite(args.max_upload_mb):
         raise FacetwinError(f"--max-upload-mb must be a positive number, got {args.max_upload_mb:g}.")
@@ -74,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
     where = f"http://{args.host}:{args.port}/"
     note = " (API key required: FACETWIN_API_KEY)" if key else " (no API key: this machine's Host names only)"
     config = uvicorn.Config(
-        app, log_level=args.log_level, timeout_keep_alive=5, limit_concurrency=256, h11_max_incomplete_event_size=16384
+        app, http=HeaderTimeoutProtocol, log_level=args.log_level, timeout_keep_alive=5, limit_concurrency=256,
+        h11_max_incomplete_event_size=16384,
     )
     print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){note}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
