@@ -56,7 +56,7 @@ def finish(db: sqlite3.Connection, path: Path, timeout: float) -> None:
             raise GalleryBusy(
                 f"{wal_path(path)}: the removed person is gone from the gallery, but their bytes stay in this "
                 f"write-ahead log while another process keeps reading the gallery; the erasure completes "
-                "when that reader finishes and the gallery is opened or changed again."
+                "after that reader finishes, when the gallery is next opened or someone else is removed."
             )
         db.execute("UPDATE meta SET value = '0' WHERE key = ?", (PENDING,))
         checkpoint(db, path, timeout)  # the flag's own page; holds nothing of the removed rows

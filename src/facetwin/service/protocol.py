@@ -64,6 +64,15 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().on_response_complete()
         self._disarm()  # idle keep-alive is uvicorn's own timeout; the next request's first bytes re-arm
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (e.g. a request line or headers over 16 kB): JSON like every other error."""
+        body = json.dumps({"error": "malformed or oversized HTTP request (request line and headers: 16 kB at most)."})
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            + f"content-length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        self.transport.close()
+
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
