@@ -62,9 +62,14 @@ def _load_run(run_dir: Path, threshold: float | None) -> Model:
         backbone=backbone,
         head=siamese.head,
         distance="euclidean",
-        threshold=float(doc["threshold"]["value"]) if threshold is None else float(threshold),
+        threshold=float(_or_nan(doc["threshold"]["value"])) if threshold is None else float(threshold),
         slope=siamese.slope,
         intercept=siamese.intercept,
         description=description,
         source=source,
     )
+
+
+def _or_nan(value) -> float:
+    """A recorded threshold; null (none was chosen) is NaN, which verify reports as "no threshold"."""
+    return float("nan") if value is None else float(value)

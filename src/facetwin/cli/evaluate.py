@@ -35,8 +35,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from facetwin.core.paths import output_file
     from facetwin.evaluation.protocol import evaluate, summary, write_json
 
+    output_file(args.plot, "--plot", ".png")
+    output_file(args.json, "--json")
     configure_torch(args.threads)
     if args.cross_train:
         from facetwin.evaluation.crosstrain import cross_train_evaluate

@@ -62,6 +62,9 @@ def _enroll(args) -> int:
 
 
 def _identify(args) -> int:
+    from facetwin.core.validate import top_k
+
+    top_k(args.top_k)
     result = _open(args).identify(args.image, top_k=args.top_k)
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))

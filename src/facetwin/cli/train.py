@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     )
     add_training_options(p)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in a RUN_DIR that holds a run or checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -43,6 +44,7 @@ def run(args) -> int:
         weights=args.weights,
         preset=args.preset,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.quiet,
         **options,
     )

@@ -142,7 +142,7 @@ def evaluate(
         "embedding_cache": scored.cache,
         "fold_accuracies": report["fold_accuracies"],
         "thresholds": report["thresholds"],
-        "protocol": "threshold of each fold chosen on the other folds; AUC and EER over all pairs",
+        "protocol": f"{_rule(scored.folds)}; AUC and EER over all pairs",
         "seconds": round(time.perf_counter() - started, 2),
         "model": model.description,
     }
@@ -155,6 +155,15 @@ def evaluate(
     return result
 
 
+HELD_OUT = "threshold of each fold chosen on the other folds"
+ONE_FOLD = "threshold chosen on the same pairs it is tested on (one fold: no held-out pairs, so optimistic)"
+
+
+def _rule(folds) -> str:
+    """How thresholds were chosen: on the other folds, or (one fold) on the very pairs tested."""
+    return HELD_OUT if np.unique(folds).size > 1 else ONE_FOLD
+
+
 def write_json(result: dict, path: str | Path) -> None:
     """Write an evaluation result as one JSON object, atomically."""
     atomic_write_text(path, dumps(result) + "\n")
@@ -163,7 +172,7 @@ def write_json(result: dict, path: str | Path) -> None:
 def summary(result: dict) -> str:
     """A few human lines about an evaluation result."""
     tar = result["tar_at_far"]
-    rule = "threshold chosen on the other folds"
+    rule = result.get("protocol", ONE_FOLD if result.get("folds") == 1 else HELD_OUT).split(";")[0]
     if "accuracy_kfold_threshold" in result:  # cross-trained: each fold at its own model's threshold
         rule = (
             f"each fold at its trained model's own threshold; {result['accuracy_kfold_threshold'] * 100:.2f} % "

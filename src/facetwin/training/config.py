@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE, TTA_CHOICES
 from facetwin.core.precision import cpu_flags
+from facetwin.core.validate import finite_number
 from facetwin.errors import FacetwinError
 from facetwin.training.splits import SPLITS
 from facetwin.vision.faces import NO_FACE_POLICIES as CROP_POLICIES
@@ -95,6 +96,12 @@ class TrainConfig:
             raise FacetwinError(f"unknown head precision '{c.precision}'; choose one of: {', '.join(HEAD_PRECISIONS)}.")
         if c.precision == "auto":
             c.precision = auto_head_precision(c.backbone)
+        finite_number(c.lr, "--lr", positive=True)
+        finite_number(c.weight_decay, "--weight-decay")
+        finite_number(c.margin, "--margin", positive=True)
+        finite_number(c.val_fraction, "--val-fraction")
+        if c.weight_decay is not None and c.weight_decay < 0:
+            raise FacetwinError(f"--weight-decay must be >= 0, got {c.weight_decay}.")
         if not (0.0 <= c.val_fraction < 1.0):
             raise FacetwinError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
         if c.epochs < 0 or c.batch_size < 1 or c.lr <= 0:

@@ -10,7 +10,8 @@ so a change of weights, preprocessing, split point or detection/alignment policy
 features. Every image is stored with the face that was used: the detected (largest) face when there is
 one, otherwise the centre crop together with the note ``"no face found: centre crop used"``; what to do
 with face-less photos (error, centre crop, skip) is decided when the features are used, so one cache
-serves every ``--no-face`` policy. Entries are single ``.npz`` files written atomically (temp + rename).
+serves every ``--no-face`` policy. Entries are single ``.npz`` files written atomically (temp + rename);
+an entry that is unreadable, of the wrong shape or not finite is recomputed.
 """
 
 from __future__ import annotations
@@ -82,12 +83,19 @@ def _entry_path(folder: Path, digest: str) -> Path:
     return folder / digest[:2] / f"{digest}.npz"
 
 
-def _read_entry(path: Path) -> tuple[np.ndarray, str] | None:
+def _read_entry(path: Path, dim: int) -> tuple[np.ndarray, str] | None:
+    """A cache entry if it is readable, of shape ``(dim,)``, finite and with a text note; else None (the
+    entry is then recomputed and rewritten): a damaged cache can cost time, never poison a model."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return data["feature"].astype(np.float32, copy=False), str(data["note"])
-    except (OSError, KeyError, ValueError, EOFError):
-        return None  # missing or damaged entry: recompute
+            feature, note = data["feature"], data["note"]
+            if feature.shape != (dim,) or feature.dtype.kind != "f" or note.dtype.kind != "U" or note.ndim != 0:
+                return None
+            feature = feature.astype(np.float32)
+            note = str(note)
+    except Exception:  # noqa: BLE001 - BadZipFile, OSError, ValueError, EOFError, zlib.error...: recompute
+        return None
+    return (feature, note) if np.isfinite(feature).all() else None
 
 
 def _write_entry(path: Path, feature: np.ndarray, note: str) -> None:
@@ -141,8 +149,8 @@ def extract_features(
                     bar.update(1)
                 continue
             key = _entry_path(folder, hashlib.sha256(data).hexdigest())
-            entry = _read_entry(key) if key.exists() else None
-            if entry is not None and entry[0].shape == (dim,):
+            entry = _read_entry(key, dim) if key.exists() else None
+            if entry is not None:
                 result.features[row], notes[row] = entry
                 result.ok[row] = True
                 result.cached += 1
@@ -156,17 +164,7 @@ def extract_features(
         for batch in crop_batches(uncached(), backbone.input, batch_size=batch_size, no_face="center"):
             result.failed += [(names[misses[i][0]], message) for i, message in batch.failed]
             if batch.rows:
-                feats = np.asarray(backbone.trunk(np.stack(batch.crops)), dtype=np.float32)
-                result.trunk_calls += 1
-                if feats.shape != (len(batch.rows), dim):
-                    raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
-                for i, crop, feat in zip(batch.rows, batch.faces, feats, strict=True):
-                    row, key = misses[i]
-                    notes[row] = crop.note
-                    result.features[row] = feat
-                    result.ok[row] = True
-                    _write_entry(key, feat, crop.note)
-                result.computed += len(batch.rows)
+                _compute(backbone, batch, [misses[i] for i in batch.rows], result, notes)
             if bar is not None:
                 bar.update(batch.done)
     finally:
@@ -175,6 +173,23 @@ def extract_features(
     result.no_face = [names[i] for i in range(len(names)) if result.ok[i] and notes[i] == NOTE_CENTRE]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _compute(backbone, batch, targets: list[tuple[int, Path]], result: FeatureSet, notes: list[str]) -> None:
+    """Run the trunk on one batch of crops; store each feature in ``result`` and in the cache."""
+    dim = int(backbone.feature_dim)
+    feats = np.asarray(backbone.trunk(np.stack(batch.crops)), dtype=np.float32)
+    result.trunk_calls += 1
+    if feats.shape != (len(batch.rows), dim):
+        raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
+    if not np.isfinite(feats).all():
+        raise FacetwinError(f"backbone {backbone.name} returned NaN or infinite trunk features.")
+    for (row, key), crop, feat in zip(targets, batch.faces, feats, strict=True):
+        notes[row] = crop.note
+        result.features[row] = feat
+        result.ok[row] = True
+        _write_entry(key, feat, crop.note)
+    result.computed += len(batch.rows)
 
 
 def _joined(composite, parts: list[FeatureSet]) -> FeatureSet:
