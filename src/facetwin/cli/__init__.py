@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import FacetwinError
-from . import embed, evaluate, gallery, serve, train, verify, weights
+from . import embed, evaluate, find, gallery, index, serve, train, verify, weights
 
-_GROUPS = (weights, embed, verify, evaluate, train, gallery, serve)
+_GROUPS = (weights, embed, verify, evaluate, train, gallery, index, find, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

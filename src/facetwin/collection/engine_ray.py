@@ -66,13 +66,13 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(
             prepare, fn_kwargs={"size": spec.size, "alignment": spec.alignment}, batch_size=PREPARE_PHOTOS,
-            batch_format="numpy", num_cpus=0.5, max_retries=-1,
+            batch_format="numpy", num_cpus=0.5,
         )
         ds = ds.map_batches(
             Embedder, fn_constructor_kwargs={"source": source, "fingerprint": model.fingerprint, "threads": 1},
-            batch_size=embed_batch_size(model), batch_format="numpy", num_cpus=0.5, concurrency=actors,
-            max_restarts=-1, max_task_retries=-1,
-        )
+            batch_size=embed_batch_size(model), batch_format="numpy", num_cpus=0.5,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+        )  # Ray Data retries tasks and restarts actors (and their tasks) lost with a worker, by default
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
         return {"workers": actors, "ray_startup_seconds": round(startup, 3), "ray_address": address or "local"}

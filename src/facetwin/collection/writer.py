@@ -46,7 +46,8 @@ class ShardWriter:
             photo = self.open.get(key)
             if photo is None:
                 info = {
-                    "path": path, "sha256": digest, "size": int(batch["size"][i]), "mtime_ns": int(batch["mtime_ns"][i]),
+                    "path": path, "sha256": digest, "size": int(batch["size"][i]),
+                    "mtime_ns": int(batch["mtime_ns"][i]),
                     "width": int(batch["width"][i]), "height": int(batch["height"][i]), "faces": n_faces,
                     "face_id": -1, "error": str(batch["error"][i] or ""),
                 }
