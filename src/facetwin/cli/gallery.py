@@ -20,9 +20,9 @@ def register(subparsers) -> None:
     _gallery_options(p, model=True)
     p.set_defaults(func=_identify)
 
-    p = subparsers.add_parser("gallery", help="list, remove or count the people of a gallery")
-    p.add_argument("action", choices=["list", "remove", "stats"])
-    p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove")
+    p = subparsers.add_parser("gallery", help="list, remove or count the people of a gallery; import an index")
+    p.add_argument("action", choices=["list", "remove", "stats", "import"])
+    p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove (import: the INDEX_DIR)")
     _gallery_options(p, model=False)
     p.set_defaults(func=_manage)
 
@@ -61,6 +61,13 @@ def _identify(args) -> int:
 def _manage(args) -> int:
     from ..errors import FacetwinError
 
+    if args.action == "import":
+        from ..collection.gallery_import import import_index
+
+        if not args.person:
+            raise FacetwinError("gallery import needs the INDEX_DIR to import.")
+        print(json.dumps(import_index(args.person, args.gallery)))
+        return 0
     gallery = _open(args)
     if args.action == "list":
         for person in gallery.people():

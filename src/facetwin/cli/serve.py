@@ -24,6 +24,7 @@ def _run(args: argparse.Namespace) -> int:
         gallery_path=args.gallery,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         api_key=os.environ.get("FACETWIN_API_KEY") or None,
+        index_path=args.index,
     )
     where = f"http://{args.host}:{args.port}/"
     key = " (API key required: FACETWIN_API_KEY)" if os.environ.get("FACETWIN_API_KEY") else ""
@@ -49,6 +50,7 @@ def register(subparsers) -> None:
     which.add_argument("--model", metavar="RUN_DIR", help="a trained run directory (facetwin train --out RUN_DIR)")
     which.add_argument("--backbone", metavar="NAME", help="plain pretrained backbone: sface (default) or vggface")
     p.add_argument("--gallery", metavar="FILE", help="gallery file for the people endpoints (enroll, identify)")
+    p.add_argument("--index", metavar="INDEX_DIR", help="a facetwin index for /v1/find (the photos a person is in)")
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

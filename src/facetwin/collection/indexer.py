@@ -114,6 +114,8 @@ def index(
             "photos": writer.done, "faces": store.faces_total() - before_faces, "seconds": round(seconds, 3),
             "photos_per_second": round(writer.done / seconds, 3) if seconds > 0 else None, **details,
         }
+        roots = {str(Path(os.path.abspath(p))) for p in ([photos] if isinstance(photos, str | Path) else photos)}
+        store.manifest["roots"] = sorted(set(store.manifest.get("roots", [])) | {r for r in roots if Path(r).is_dir()})
         manifest = store.write_manifest(run)
         return IndexSummary(
             index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=max(added, writer.done),

@@ -90,11 +90,13 @@ def create_app(
     gallery_path: str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     api_key: str | None = os.environ.get("FACETWIN_API_KEY"),
+    index_path: str | Path | None = None,
 ) -> FastAPI:
     """The service: ``model`` is a :class:`facetwin.model.Model`, a backbone name or a run directory.
 
     ``gallery_path`` enables the people endpoints (a :class:`facetwin.gallery.Gallery` file);
-    ``api_key`` (default ``$FACETWIN_API_KEY``) makes every API call need that key.
+    ``api_key`` (default ``$FACETWIN_API_KEY``) makes every API call need that key;
+    ``index_path`` (a ``facetwin index`` folder) enables ``/v1/find``.
     """
     if isinstance(model, str | Path):
         from ..model import load
@@ -367,6 +369,10 @@ def create_app(
         g = need_gallery()
         return _jsonable(await on_model(g.stats))
 
+    if index_path is not None:
+        from .find_route import add_find_route
+
+        add_find_route(app, index_path, model, decode, on_model, _jsonable)
     return app
 
 
