@@ -7,6 +7,7 @@ are added to it. Faces of photos that changed since they were indexed are skippe
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +78,12 @@ class Finder:
         self._lock = threading.Lock()
 
     def _current(self) -> _Snapshot:
-        store = IndexStore(self.root)
-        generation = store.generation()
+        generation = shard_names(self.root)  # shards are only ever added: their names say whether anything changed
         with self._lock:
             if self._snapshot is not None and self._snapshot.generation == generation:
                 return self._snapshot
+            store = IndexStore(self.root)
+            generation = tuple(s.name for s in store.shards)
             table = store.read_faces(["face_id", "path", "sha256", "face", "box", "score", "embedding"])
             n = table.num_rows
             dim = int(store.model_info["embedding_dim"])
@@ -91,7 +93,7 @@ class Finder:
             ann = None
             if n:
                 ann = AnnIndex.load_or_build(
-                    self.root / "faces", generation[0], generation[1], face_ids, vectors, self.model.distance
+                    self.root / "faces", len(store.shards), len(store.retired), face_ids, vectors, self.model.distance
                 )
             boxes = table["box"].combine_chunks().values.to_numpy().reshape(n, 4) if n else np.zeros((0, 4))
             self._snapshot = _Snapshot(
@@ -144,8 +146,16 @@ class Finder:
         crop = self.model.face_crops(photo, no_face="error", name=name)[0]
         vector = self.model.embed_crops(crop.crop[None])[0]
         hits, searched = self.find_embedding(vector, top_k)
-        method = self._current().ann.name if self._current().ann is not None else "empty"
+        ann = self._current().ann
+        method = ann.name if ann is not None else "empty"
         return FindResult(crop.to_dict(), hits, float(self.model.threshold), method, searched)
+
+
+def shard_names(root: Path) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(n for n in os.listdir(root / "shards") if n.startswith("shard-")))
+    except OSError:
+        return ()
 
 
 _finders: dict[str, Finder] = {}

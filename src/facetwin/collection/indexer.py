@@ -105,6 +105,7 @@ def index(
         finally:
             writer.close()
         seconds = writer.seconds
+        details["repeated_rows_dropped"] = writer.duplicates
         if writer.open:
             missing = ", ".join(sorted(p for p, _ in writer.open)[:3])
             raise FacetwinError(f"{out}: the run ended with photos still incomplete ({missing}); run it again.")
