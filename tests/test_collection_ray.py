@@ -68,7 +68,27 @@ def test_two_node_cluster_equals_in_process(cluster, photos, local_index, tmp_pa
     import facetwin
 
     out = tmp_path / "ray-index"
-    summary = facetwin.index([photos], out, ray_address=cluster.address, progress=False, shard_photos=25)
+    seen: dict[int, int] = {}  # embedding worker pid -> parent (its node's raylet)
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for pid, cmd in _descendants(os.getpid()).items():
+                if "Embedder" in cmd:
+                    try:
+                        seen[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    except (OSError, ValueError):
+                        pass
+            done.wait(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        summary = facetwin.index([photos], out, ray_address=cluster.address, progress=False, shard_photos=25)
+    finally:
+        done.set()
+        thread.join()
+    assert len(set(seen.values())) == 2, f"embedding workers ran under {len(set(seen.values()))} node(s): {seen}"
     assert summary.engine == "ray"
     assert summary.details["workers"] == 2
     assert_same_faces(local_index, out)

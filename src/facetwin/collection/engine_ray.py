@@ -2,8 +2,9 @@
 holding one model each; the driver writes the shards. Photos must be readable at the same path on every node.
 
 ``workers`` is the number of CPUs used: on a local Ray started here, ``ray.init(num_cpus=workers)``; on a
-cluster (``address``) the cluster's CPUs by default. Each worker runs its model single-threaded; stage-1 tasks
-and stage-2 actors take half a CPU each so the two stages share the cores instead of waiting for each other.
+cluster (``address``) the cluster's CPUs by default. Both stages ask for one CPU per worker, so Ray Data fuses
+them into one operator: each actor decodes, detects, aligns and embeds its blocks with its one model (running
+single-threaded), the crops never cross the object store, and the actors spread over the nodes.
 """
 
 from __future__ import annotations
@@ -62,15 +63,15 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, min(int(workers or cpus), cpus))
         spec = model.backbone.input
-        blocks = max(1, min(len(paths) // PREPARE_PHOTOS, 4 * actors * 8))
+        blocks = max(1, min(len(paths) // (2 * PREPARE_PHOTOS), 4096))  # small blocks: even load, little redone
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(
             prepare, fn_kwargs={"size": spec.size, "alignment": spec.alignment}, batch_size=PREPARE_PHOTOS,
-            batch_format="numpy", num_cpus=0.5,
+            batch_format="numpy", num_cpus=1,
         )
         ds = ds.map_batches(
             Embedder, fn_constructor_kwargs={"source": source, "fingerprint": model.fingerprint, "threads": 1},
-            batch_size=embed_batch_size(model), batch_format="numpy", num_cpus=0.5,
+            batch_size=embed_batch_size(model), batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=actors),
         )  # Ray Data retries tasks and restarts actors (and their tasks) lost with a worker, by default
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
