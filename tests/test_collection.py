@@ -62,10 +62,14 @@ def test_rerun_adds_nothing_then_only_new_photos(full_index, photos, tmp_path):
     before = faces_by_key(out)
     again = facetwin.index([photos], out, progress=False)
     assert again.todo == 0 and again.added_faces == 0 and faces_by_key(out).keys() == before.keys()
+    os.utime(next(photos.rglob("*.jpg")))  # touched, same bytes: nothing to redo
+    assert facetwin.index([photos], out, progress=False).todo == 0
     extra = tmp_path / "more" / "obama"
     extra.mkdir(parents=True)
     shutil.copy(photos / "obama" / "obama.jpg", extra / "copy.jpg")
-    grown = facetwin.index([photos, tmp_path / "more"], out, progress=False)
+    listing = tmp_path / "more" / "list.txt"
+    listing.write_text("# new photos\nobama/copy.jpg\n")
+    grown = facetwin.index([photos, listing], out, progress=False)
     assert grown.todo == 1 and grown.added_faces == 1
     assert set(faces_by_key(out)) - set(before) == {(str(extra / "copy.jpg"), 0)}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FacetwinError
-from .scan import scan
+from .scan import scan, sha256_file
 from .shards import IndexStore
 from .writer import DEFAULT_SHARD_PHOTOS, ShardWriter
 
@@ -87,7 +87,7 @@ def index(
         found = scan(photos, skip=out)
         todo = [c.path for c in found if _needs_work(store, c)]
         chosen = choose_engine(engine, len(todo), workers, ray_address)
-        before_photos, before_faces = len(store.photos), store.faces_total()
+        before_faces = store.faces_total()
         writer = ShardWriter(store, shard_photos=shard_photos, total=len(todo), progress=progress)
         details: dict = {}
         began = time.time()
@@ -102,6 +102,9 @@ def index(
                 run_local(todo, loaded, writer)
                 details = {"workers": 1}
             writer.flush()
+        except KeyboardInterrupt:
+            writer.flush()  # Ctrl-C: keep every photo already complete, then stop
+            raise
         finally:
             writer.close()
         seconds = writer.seconds
@@ -109,7 +112,6 @@ def index(
         if writer.open:
             missing = ", ".join(sorted(p for p, _ in writer.open)[:3])
             raise FacetwinError(f"{out}: the run ended with photos still incomplete ({missing}); run it again.")
-        added = len(store.photos) - before_photos
         run = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)), "engine": chosen, "todo": len(todo),
             "photos": writer.done, "faces": store.faces_total() - before_faces, "seconds": round(seconds, 3),
@@ -119,7 +121,7 @@ def index(
         store.manifest["roots"] = sorted(set(store.manifest.get("roots", [])) | {r for r in roots if Path(r).is_dir()})
         manifest = store.write_manifest(run)
         return IndexSummary(
-            index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=max(added, writer.done),
+            index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=writer.done,
             added_faces=run["faces"], seconds=seconds, photos_per_second=run["photos_per_second"] or 0.0,
             counts=manifest["counts"], errors=store.errors(), details=details,
         )
@@ -135,13 +137,18 @@ def _recorded_source(out: Path) -> str | None:
 
 
 def _needs_work(store: IndexStore, candidate) -> bool:
-    """New path, or a file whose size or time changed since it was indexed (its digest then decides)."""
+    """New path, or a file whose size or time changed since it was indexed and whose digest differs now."""
     info = store.photos.get(candidate.path)
     if info is None:
         return True
-    if info["error"] and candidate.size != info["size"]:
+    if candidate.size == info["size"] and candidate.mtime_ns == info["mtime_ns"]:
+        return False
+    if candidate.size != info["size"] or candidate.size < 0:
         return True
-    return candidate.size != info["size"] or candidate.mtime_ns != info["mtime_ns"] or candidate.size < 0
+    try:  # only the time changed (a copy, a touch): the same bytes need no second look
+        return sha256_file(candidate.path) != info["sha256"]
+    except OSError:
+        return True
 
 
 def default_workers() -> int:

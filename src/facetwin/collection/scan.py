@@ -25,6 +25,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _walk(folder: Path, skip: Path | None) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
@@ -76,4 +84,4 @@ def scan(sources, *, skip: str | Path | None = None) -> list[Candidate]:
     return [out[k] for k in sorted(out)]
 
 
-__all__ = ["Candidate", "scan", "sha256_bytes", "LIST_SUFFIXES"]
+__all__ = ["Candidate", "scan", "sha256_bytes", "sha256_file", "LIST_SUFFIXES"]
