@@ -56,6 +56,7 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
     try:
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar says how far it is
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
