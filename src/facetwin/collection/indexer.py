@@ -109,6 +109,9 @@ def index(
             writer.close()
         seconds = writer.seconds
         details["repeated_rows_dropped"] = writer.duplicates
+        if writer.first is not None and writer.done > 1 and seconds > writer.first:
+            details["first_photo_seconds"] = round(writer.first, 3)  # start-up: Ray, actors, models, first batch
+            details["steady_photos_per_second"] = round((writer.done - 1) / (seconds - writer.first), 3)
         if writer.open:
             missing = ", ".join(sorted(p for p, _ in writer.open)[:3])
             raise FacetwinError(f"{out}: the run ended with photos still incomplete ({missing}); run it again.")

@@ -28,6 +28,7 @@ class ShardWriter:
         self.faces = 0
         self.duplicates = 0
         self.started = time.perf_counter()
+        self.first: float | None = None  # seconds until the first photo was complete (start-up cost)
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -64,6 +65,8 @@ class ShardWriter:
             if len(photo.faces) >= n_faces:
                 del self.open[key]
                 self.ready[key] = photo
+                if self.first is None:
+                    self.first = time.perf_counter() - self.started
                 self.faces += len(photo.faces)
                 if self.bar is not None:
                     self.bar.update(1)
