@@ -32,6 +32,7 @@ class WorkerMemory:
 
     def __init__(self):
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds (user + system) last seen per worker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -41,10 +42,12 @@ class WorkerMemory:
                 try:
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     status = Path(f"/proc/{pid}/status").read_text()
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
                 if "ray::MapWorker" not in cmd:
                     continue
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
                 hwm = next((int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM:")), 0)
                 name = cmd.split()[0]
                 self.peaks[pid] = (name, max(hwm, self.peaks.get(pid, ("", 0))[1]))
@@ -57,6 +60,11 @@ class WorkerMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _descendants(root: int) -> list[int]:
@@ -78,10 +86,10 @@ def run_index(paths: list[str], work: Path, label: str, **options) -> tuple[floa
     listing = work / f"{label}.txt"
     listing.write_text("\n".join(paths) + "\n")
     out = work / f"{label}-index"
-    began = time.perf_counter()
+    began, cpu0 = time.perf_counter(), _own_cpu()
     with WorkerMemory() as memory:
         summary = facetwin.index([listing], out, progress=False, **options)
-    wall = time.perf_counter() - began
+    wall, cpu = time.perf_counter() - began, _own_cpu() - cpu0
     d = summary.details
     print(
         f"{label}: {summary.counts['photos']} photos, {summary.counts['faces']} faces in {summary.seconds:.1f} s "
@@ -94,14 +102,19 @@ def run_index(paths: list[str], work: Path, label: str, **options) -> tuple[floa
     if "ray_startup_seconds" in d:
         print(f"  Ray start-up (ray.init alone): {d['ray_startup_seconds']:.2f} s")
     for pid, (name, kb) in sorted(memory.peaks.items()):
-        print(f"  peak memory of Ray worker {pid} {name}: {kb / 1024:.0f} MiB")
+        print(f"  peak memory of Ray worker {pid} {name}: {kb / 1024:.0f} MiB; CPU {memory.cpu.get(pid, 0):.1f} s")
+    workers_cpu = sum(memory.cpu.values())
+    photos, total = summary.counts["photos"], cpu + workers_cpu
+    print(f"  CPU time: driver {cpu:.1f} s + workers {workers_cpu:.1f} s = {total / photos * 1000:.0f} ms "
+          f"per photo ({photos / (cpu + workers_cpu):.2f} photos per CPU-second; load-independent capacity)")
     return summary.photos_per_second, d.get("steady_photos_per_second") or summary.photos_per_second
 
 
 def bench_index(args) -> None:
     images = Path(args.images)
     paths = [c.path for c in scan([images])][: args.limit or None]
-    print(f"photos: {len(paths)} from {images}; CPUs: {os.cpu_count()} (shared with other work: timings are noisy)")
+    print(f"photos: {len(paths)} from {images}; CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} "
+          "(shared with other work: timings are noisy)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         local = run_index(paths, work, "in-process", engine="local")
