@@ -56,7 +56,7 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
     try:
         import ray.data
 
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar says how far it is
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar says how far it is
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
@@ -64,7 +64,8 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, min(int(workers or cpus), cpus))
         spec = model.backbone.input
-        blocks = max(1, min(len(paths) // (2 * PREPARE_PHOTOS), 4096))  # small blocks: even load, little redone
+        # small blocks (16 photos): an even load, little redone after a lost worker; at least 2 per actor
+        blocks = max(1, min(len(paths), max(2 * actors, len(paths) // (2 * PREPARE_PHOTOS)), 4096))
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(
             prepare, fn_kwargs={"size": spec.size, "alignment": spec.alignment}, batch_size=PREPARE_PHOTOS,
