@@ -71,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         api_key=key,
         allowed_hosts=tuple(args.allow_host or ()),
+        index_path=args.index,
     )
     where = f"http://{args.host}:{args.port}/"
     note = " (API key required: FACETWIN_API_KEY)" if key else " (no API key: this machine's Host names only)"
@@ -99,10 +100,8 @@ def register(subparsers) -> None:
         "names only, which stops DNS-rebinding pages)",
     )
     add_model_arguments(p, backbone_flags=False)
-    p.add_argument(
-        "--gallery", metavar="FILE",
-        help=GALLERY_HELP,
-    )
+    p.add_argument("--gallery", metavar="FILE", help=GALLERY_HELP)
+    p.add_argument("--index", metavar="INDEX_DIR", help="a facetwin index for /v1/find (the photos a person is in)")
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

@@ -61,12 +61,14 @@ def create_app(
     allowed_hosts: tuple[str, ...] = (),
     read_timeout: float = 15.0,
     body_deadline: float = 120.0,
+    index_path: str | Path | None = None,
 ) -> FastAPI:
     """The service over ``model`` (a Model, backbone name or run directory) and ``gallery`` (a Gallery or its
     file; enables the people endpoints). ``api_key`` (default ``$FACETWIN_API_KEY``) makes every call but
     ``/healthz`` and the page need that key; without one, only ``Host`` names of this machine (and
     ``allowed_hosts``) are served. ``limits`` caps pixels and photos (``limits.Limits``); a request body
-    that stalls ``read_timeout`` seconds, or takes longer than ``body_deadline``, gets 408."""
+    that stalls ``read_timeout`` seconds, or takes longer than ``body_deadline``, gets 408. ``index_path``
+    (a ``facetwin index`` folder) enables ``/v1/find``."""
     model = load(model) if isinstance(model, str | Path) else model
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, model, timeout=GALLERY_TIMEOUT)
@@ -90,6 +92,10 @@ def create_app(
     _add_error_handlers(app)
     _add_pages(app, swagger)
     app.include_router(router)
+    if index_path is not None:
+        from facetwin.service.find_route import add_find
+
+        add_find(app, index_path)
     return app
 
 
