@@ -1,0 +1,94 @@
+"""Clustering at scale: time and peak memory of ``facetwin.collection.cluster`` on synthetic planted people.
+
+N unit 128-d embeddings: 30 % of the faces are people seen once, the rest belong to people with 2 to 200 photos
+(a Zipf-like spread of sizes); each face is its person's centre plus Gaussian noise, scaled so that faces of one
+person sit at about 0.6 of the model threshold (cosine, sface's threshold) and strangers at about 1.0. Prints the
+k-NN graph time, the clustering time, peak resident memory (whole process, including the embeddings) and the
+BCubed/pairwise F1 against the planted people. Each size runs in its own process so peaks do not mix.
+
+    python benchmarks/cluster_scale.py --n 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def planted(n: int, seed: int = 0, dim: int = 128, spread: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` embeddings and their planted person labels."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    once = int(0.3 * n)
+    left = n - once
+    while left > 0:
+        size = int(min(left, max(2, min(200, rng.zipf(1.8) + 1))))
+        sizes.append(size)
+        left -= size
+    sizes = np.array([1] * once + sizes)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    centres = rng.standard_normal((len(sizes), dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        lab = labels[lo : lo + 100_000]
+        x[lo : lo + len(lab)] = centres[lab] + rng.standard_normal((len(lab), dim)).astype(np.float32) * (
+            spread / np.sqrt(dim)
+        )
+    del centres
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, labels
+
+
+def one(n: int, threshold: float) -> None:
+    from facetwin.collection.cluster import average_linkage, relabel
+    from facetwin.collection.cluster_graph import knn_graph
+    from facetwin.evaluation.clustering import bcubed, pairwise
+
+    x, truth = planted(n)
+    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    graph = knn_graph(x, "cosine")
+    graph_s = time.perf_counter() - start
+    start = time.perf_counter()
+    i, j, d = graph.edges()
+    labels = relabel(average_linkage(n, i, j, d, threshold))
+    cluster_s = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    b, p = bcubed(labels, truth), pairwise(labels, truth)
+    print(
+        f"{n:>9,} faces ({len(np.unique(truth)):,} planted people): k-NN graph {graph_s:.1f} s, clustering "
+        f"{cluster_s:.1f} s, total {graph_s + cluster_s:.1f} s; peak RSS {peak_mb:,.0f} MB (embeddings and data "
+        f"alone {base_mb:,.0f} MB); {labels.max() + 1:,} clusters, {np.mean(labels < 0):.1%} noise; "
+        f"BCubed F1 {b['f1']:.4f}, pairwise F1 {p['f1']:.4f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--threshold", type=float, default=None, help="default: sface's calibrated threshold")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    threshold = args.threshold
+    if threshold is None:
+        import facetwin
+
+        threshold = facetwin.load("sface").threshold
+    if args.child:
+        one(args.n[0], threshold)
+        return
+    print(f"threshold {threshold:.4f} (cosine)")
+    for n in args.n:
+        cmd = [sys.executable, __file__, "--child", "--n", str(n), "--threshold", str(threshold)]
+        subprocess.run(cmd, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The k-nearest-neighbour graph of a set of embeddings, from FAISS: never an N×N matrix.
+
+Up to ``EXACT_BELOW`` faces the neighbours are exact (a flat index searched in blocks); above, a FAISS HNSW graph
+(the one :mod:`facetwin.gallery.index` uses) answers, so a million faces cost minutes, not an N² matrix.
+Distances are the model's own (cosine ``1 - cos`` or Euclidean), as :mod:`facetwin.core.distances` defines them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from facetwin.core.distances import from_search_scores, to_query
+
+K = 16  # neighbours per face; edges beyond the model threshold are kept, they are evidence against a merge
+EXACT_BELOW = 200_000
+BLOCK = 4096
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96
+
+
+@dataclass
+class Graph:
+    """``neighbors[i]`` (row positions, -1 where missing) and ``distances[i]`` of face ``i``'s k nearest faces."""
+
+    neighbors: np.ndarray  # (N, k) int64
+    distances: np.ndarray  # (N, k) float32
+
+    def edges(self, cutoff: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Undirected edges ``(i, j, d)`` with ``i < j``, each once (the smaller distance if seen twice)."""
+        n, k = self.neighbors.shape
+        src = np.repeat(np.arange(n, dtype=np.int64), k)
+        dst = self.neighbors.reshape(-1)
+        dist = self.distances.reshape(-1)
+        keep = (dst >= 0) & (dst != src)
+        if cutoff is not None:
+            keep &= dist < cutoff
+        src, dst, dist = src[keep], dst[keep], dist[keep]
+        lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+        key = lo * n + hi
+        order = np.lexsort((dist, key))
+        key, dist = key[order], dist[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        key, dist = key[first], dist[first]
+        return key // n, key % n, dist
+
+
+def search_index(dim: int, distance: str, n: int):
+    """An empty FAISS index for ``n`` vectors: flat (exact) when small, HNSW when large."""
+    metric = faiss.METRIC_INNER_PRODUCT if distance == "cosine" else faiss.METRIC_L2
+    if n < EXACT_BELOW:
+        return faiss.IndexFlat(dim, metric)
+    index = faiss.IndexHNSWFlat(dim, HNSW_M, metric)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
+
+
+def knn_graph(vectors: np.ndarray, distance: str, k: int = K, *, query: np.ndarray | None = None) -> Graph:
+    """The k nearest of ``vectors`` to each of them (itself left out), or to each row of ``query``."""
+    base = to_query(vectors, distance)
+    index = search_index(base.shape[1], distance, len(base))
+    index.add(base)
+    return knn_search(index, distance, k, base if query is None else to_query(query, distance), self_=query is None)
+
+
+def knn_search(index, distance: str, k: int, queries: np.ndarray, *, self_: bool = False) -> Graph:
+    """Search ``queries`` (prepared) in ``index`` block by block; ``self_`` drops each query's own row."""
+    n = len(queries)
+    want = min(k + int(self_), index.ntotal)
+    neighbors = np.full((n, k), -1, dtype=np.int64)
+    dists = np.full((n, k), np.inf, dtype=np.float32)
+    for start in range(0, n, BLOCK):
+        scores, rows = index.search(queries[start : start + BLOCK], want)
+        d = from_search_scores(scores, distance).astype(np.float32)
+        d[rows < 0] = np.inf
+        if self_:
+            mine = rows == np.arange(start, start + len(rows))[:, None]
+            # drop the query itself (or, when it is absent from its own top list, the farthest neighbour)
+            mine[~mine.any(axis=1), -1] = True
+            rows = rows[~mine].reshape(len(rows), want - 1)
+            d = d[~mine].reshape(len(d), want - 1)
+        width = min(k, rows.shape[1])
+        neighbors[start : start + len(rows), :width] = rows[:, :width]
+        dists[start : start + len(rows), :width] = d[:, :width]
+    return Graph(neighbors, dists)
