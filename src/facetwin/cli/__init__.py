@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from facetwin.cli import embed, evaluate, gallery, serve, train, verify, weights
+from facetwin.cli import cluster, embed, evaluate, gallery, serve, train, verify, weights
 from facetwin.errors import FacetwinError
 
-_GROUPS = (verify, embed, gallery, serve, train, evaluate, weights)
+_GROUPS = (verify, embed, gallery, cluster, serve, train, evaluate, weights)
 DESCRIPTION = (
     "Face verification and recognition on a CPU: are two photos the same person, who is this, and training "
     "the paper's Siamese network on your own faces. Works offline with the built-in SFace model."

@@ -321,6 +321,14 @@ class Gallery:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return count
 
+    def sources(self) -> set[tuple[str, str]]:
+        """(person, photo SHA-256) of every embedding enrolled from a known photo."""
+        rows = self._db().execute(
+            "SELECT p.name, e.source_sha256 FROM embeddings e JOIN people p ON p.id = e.person_id "
+            "WHERE e.source_sha256 IS NOT NULL"
+        )
+        return {(name, digest) for name, digest in rows}
+
     def stats(self) -> dict:
         db = self._db()
         (people,) = db.execute("SELECT COUNT(*) FROM people").fetchone()
