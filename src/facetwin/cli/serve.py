@@ -33,10 +33,13 @@ def _run(args: argparse.Namespace) -> int:
         gallery=gallery,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         api_key=os.environ.get("FACETWIN_API_KEY") or None,
+        index_path=args.index,
     )
     where = f"http://{args.host}:{args.port}/"
     key = " (API key required: FACETWIN_API_KEY)" if os.environ.get("FACETWIN_API_KEY") else ""
     print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){key}", flush=True)
+    if args.index:
+        print(f"facetwin: Collection view of {args.index} at {where}collection", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     except OSError as exc:
@@ -59,6 +62,8 @@ def register(subparsers) -> None:
         "--gallery", metavar="FILE",
         help=GALLERY_HELP,
     )
+    p.add_argument("--index", metavar="INDEX_DIR", help="a `facetwin index` folder: adds the Collection view at "
+                   "/collection (its clusters, biggest first, to name)")
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

@@ -8,6 +8,8 @@ consistent with the assignment: a crash leaves the old file or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import time
@@ -53,6 +55,17 @@ class ClusterTable:
     def check(self, cluster_id: int, path: Path) -> None:
         if cluster_id not in set(self.clusters.tolist()):
             raise FacetwinError(f"{path}: there is no cluster {cluster_id} (see `facetwin cluster {path.parent}`).")
+
+
+@contextlib.contextmanager
+def locked(root: str | Path):
+    """Hold ``INDEX_DIR/.clusters.lock`` while reading, changing and saving the table (CLI and server alike)."""
+    with open(Path(root) / ".clusters.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def path_of(root: str | Path) -> Path:

@@ -29,7 +29,7 @@ def _scale(faces: IndexFaces) -> tuple[str, float]:
     return model["distance"], float(model["threshold"])
 
 
-def cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
+def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
     """Cluster the faces of the index at ``root`` (incrementally when it was clustered before); saves and
     returns a summary."""
     if min_faces < 1:
@@ -75,7 +75,7 @@ def _loaded(root) -> store.ClusterTable:
     return table
 
 
-def name(root: str | Path, cluster_id: int, person: str) -> dict:
+def _name(root: str | Path, cluster_id: int, person: str) -> dict:
     """Name a cluster (an empty name removes the name)."""
     table = _loaded(root)
     table.check(cluster_id, store.path_of(root))
@@ -88,7 +88,7 @@ def name(root: str | Path, cluster_id: int, person: str) -> dict:
     return {"id": cluster_id, "name": person or None, "faces": table.sizes()[cluster_id]}
 
 
-def merge(root: str | Path, cluster_ids: list[int]) -> dict:
+def _merge(root: str | Path, cluster_ids: list[int]) -> dict:
     """Merge clusters into the first one; it keeps its name, else takes the first name among the others."""
     table = _loaded(root)
     if len(set(cluster_ids)) < 2:
@@ -106,7 +106,7 @@ def merge(root: str | Path, cluster_ids: list[int]) -> dict:
     return {"id": target, "name": table.names.get(target), "faces": table.sizes()[target]}
 
 
-def split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None) -> list[dict]:
+def _split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None) -> list[dict]:
     """Split a cluster: the given faces become a new cluster, or (none given) the cluster is re-cut at
     ``SPLIT_SCALE`` × the threshold; the biggest part keeps the id and the name."""
     table = _loaded(root)
@@ -168,3 +168,37 @@ def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
             people[person], sources[person] = vecs[new], [digests[k] for k in new]
     added = gallery.enroll_many(people, sources) if people else 0
     return {"people": len(people), "enrolled": int(added), "already_enrolled": skipped}
+
+
+
+def _locked(root):
+    """The clusters lock of an index (checked to be an index first, so a wrong folder gets the index error)."""
+    if not (Path(root) / "manifest.json").is_file():
+        read_faces(root)  # raises: not a facetwin index
+    return store.locked(root)
+
+
+def cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
+    """Cluster the faces of the index at ``root`` (incrementally when it was clustered before); saves and
+    returns a summary."""
+    with _locked(root):
+        return _cluster_index(root, min_faces=min_faces, fresh=fresh)
+
+
+def name(root: str | Path, cluster_id: int, person: str) -> dict:
+    """Name a cluster (an empty name removes the name)."""
+    with _locked(root):
+        return _name(root, cluster_id, person)
+
+
+def merge(root: str | Path, cluster_ids: list[int]) -> dict:
+    """Merge clusters into the first one; it keeps its name, else takes the first name among the others."""
+    with _locked(root):
+        return _merge(root, cluster_ids)
+
+
+def split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None) -> list[dict]:
+    """Split a cluster: the given faces become a new cluster, or (none given) the cluster is re-cut at
+    ``SPLIT_SCALE`` × the threshold; the biggest part keeps the id and the name."""
+    with _locked(root):
+        return _split(root, cluster_id, face_ids)

@@ -31,11 +31,13 @@ from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 from facetwin.loading import load
 from facetwin.model import Model
+from facetwin.service.collection import CollectionView
+from facetwin.service.collection import router as collection_router
 from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, UploadLimit, error_response, web_message
 from facetwin.service.routes import Backend, router
 
 STATIC = Path(__file__).resolve().parent / "static"
-PUBLIC_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
+PUBLIC_PATHS = ("/", "/collection", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
 
 
 def _swagger_assets() -> Path | None:
@@ -52,10 +54,11 @@ def create_app(
     gallery: Gallery | str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     api_key: str | None = os.environ.get("FACETWIN_API_KEY"),
+    index_path: str | Path | None = None,
 ) -> FastAPI:
     """The service over ``model`` (a Model, backbone name or run directory) and ``gallery`` (a Gallery or its
     file; enables the people endpoints). ``api_key`` (default ``$FACETWIN_API_KEY``) makes every API call need
-    that key."""
+    that key. ``index_path`` (a ``facetwin index`` folder) enables the Collection view at ``/collection``."""
     model = load(model) if isinstance(model, str | Path) else model
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, model)
@@ -73,11 +76,13 @@ def create_app(
         ),
     )
     app.state.backend = Backend(model, gallery, max_upload_bytes, api_key)
+    app.state.collection = CollectionView(index_path) if index_path is not None else None
     app.add_middleware(UploadLimit, limit=int(max_upload_bytes))
     _add_error_handlers(app)
     _add_api_key_check(app, api_key)
     _add_pages(app, swagger)
     app.include_router(router)
+    app.include_router(collection_router)
     return app
 
 
@@ -144,6 +149,10 @@ def _add_pages(app: FastAPI, swagger: Path | None) -> None:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/collection", include_in_schema=False)
+    async def collection_page():
+        return FileResponse(STATIC / "collection.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if swagger is not None:
