@@ -5,11 +5,13 @@ trunk-feature cache makes runs after the first take seconds). The people are spl
 name: the rule was chosen on the "choose" half and is reported on the "report" half (and on all photos). Each half
 is clustered as a collection of its own. Every method gets the model's calibrated threshold as its scale:
 
-- facetwin: average linkage on the k-NN graph (k 16), merging while the mean edge distance < threshold;
-- Chinese whispers (face_recognition's example, dlib): edges of every pair closer than the threshold;
-- DBSCAN (photo libraries): eps = threshold, min_samples 2, cosine;
-- candidates that lost: connected components at the threshold (single linkage), Chinese whispers on the k-NN graph,
-  HDBSCAN (min_cluster_size 2), average linkage at 0.9 and 1.1 × the threshold.
+- facetwin: average linkage on the k-NN graph (k 16; a pair without an edge counts as the larger of the two
+  clusters' mean k-th-neighbour distance), merging while the linkage is below the distance where the model's
+  calibrated P(same) is 0.97 (``merge_distance``);
+- baselines: Chinese whispers (face_recognition's example, dlib) on every pair closer than the threshold t;
+  DBSCAN (photo libraries), eps = t, min_samples 2; HDBSCAN (min_cluster_size 2, no scale);
+- the same cut given to DBSCAN, and a grid of cuts (P(same) >= 0.9 ... 0.999) for average linkage, Chinese
+  whispers and connected components (single linkage), to show which rule holds up when the cut is off.
 
 Prints BCubed precision/recall/F1 and pairwise F1 per method and half, clusters, noise and seconds.
 
@@ -26,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 import facetwin
-from facetwin.collection.cluster import average_linkage, chinese_whispers, components, relabel
+from facetwin.collection.cluster import (
+    MERGE_PROBABILITY,
+    average_linkage,
+    chinese_whispers,
+    components,
+    merge_distance,
+    relabel,
+)
 from facetwin.collection.cluster_graph import knn_graph
 from facetwin.core.distances import to_query
 from facetwin.evaluation.clustering import bcubed, pairwise
@@ -45,7 +54,8 @@ def embeddings(images: Path, backbone: str):
     people = np.array([Path(f).parent.name for f, ok in zip(files, feats.ok, strict=True) if ok])
     print(f"{len(files):,} photos, {len(np.unique(people)):,} people, {len(feats.failed)} unreadable, "
           f"{len(feats.no_face)} without a detected face (centre crop); trunk features {feats.seconds:.1f} s "
-          f"({feats.cached} cached); model {backbone}: {model.distance} threshold {model.threshold:.4f}")
+          f"({feats.cached} cached); model {backbone}: {model.distance} threshold {model.threshold:.4f}, "
+          f"calibration P(same) = sigmoid({model.slope:.3f} d + {model.intercept:.3f})")
     return emb, people, model
 
 
@@ -62,40 +72,57 @@ def radius_edges(x: np.ndarray, distance: str, threshold: float):
         index = faiss.IndexFlatL2(q.shape[1])
         index.add(q)
         lims, _, rows = index.range_search(q, threshold**2)
-    src = np.repeat(np.arange(len(x)), np.diff(lims))
+    src = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
     keep = src < rows
     return src[keep], rows[keep].astype(np.int64)
 
 
-def methods(distance: str, t: float) -> dict:
-    """Name -> function(embeddings) -> labels (noise -1)."""
+def methods(distance: str, t: float, slope: float, intercept: float) -> dict:
+    """Name -> function(embeddings) -> labels (noise -1). ``t`` is the model threshold, ``cut(p)`` the distance
+    where the model's calibrated P(same) is ``p``."""
 
-    def avg(scale):
+    def cut(p):
+        return merge_distance(t, slope, intercept, p)
+
+    def avg(p):
         def run(x):
-            i, j, d = knn_graph(x, distance).edges()
-            return average_linkage(len(x), i, j, d, scale * t)
+            graph = knn_graph(x, distance)
+            i, j, d = graph.edges()
+            return average_linkage(len(x), i, j, d, cut(p), radius=graph.radius())
         return run
 
-    def dbscan(x):
-        from sklearn.cluster import DBSCAN
+    def cc(p):
+        return lambda x: components(len(x), *radius_edges(x, distance, cut(p)))
 
-        return DBSCAN(eps=t, min_samples=2, metric=distance).fit_predict(x)
+    def cw(c):
+        return lambda x: chinese_whispers(len(x), *radius_edges(x, distance, c))
+
+    def dbscan(eps):
+        def run(x):
+            from sklearn.cluster import DBSCAN
+
+            return DBSCAN(eps=eps, min_samples=2, metric=distance).fit_predict(x)
+        return run
 
     def hdbscan(x):
         from sklearn.cluster import HDBSCAN
 
         return HDBSCAN(min_cluster_size=2, metric="euclidean").fit_predict(to_query(x, distance))
 
+    def at(p):
+        return f"P>={p} ({cut(p) / t:.2f} t)"
+
+    grid = (0.9, 0.95, 0.97, 0.99, 0.999)
+    chosen = MERGE_PROBABILITY
     return {
-        "facetwin: average linkage, k-NN graph": avg(1.0),
-        "baseline: Chinese whispers, all pairs < t": lambda x: chinese_whispers(len(x), *radius_edges(x, distance, t)),
-        "baseline: DBSCAN eps=t, min_samples=2": dbscan,
-        "connected components, edges < t": lambda x: components(len(x), *radius_edges(x, distance, t)),
-        "Chinese whispers, k-NN graph edges < t": lambda x: chinese_whispers(
-            len(x), *knn_graph(x, distance).edges(cutoff=t)[:2]),
+        f"facetwin: avg linkage k-NN, {at(chosen)}": avg(chosen),
+        "baseline: Chinese whispers, pairs < t": cw(t),
+        "baseline: DBSCAN eps=t, min_samples=2": dbscan(t),
         "HDBSCAN min_cluster_size=2": hdbscan,
-        "average linkage, k-NN graph, 0.9 t": avg(0.9),
-        "average linkage, k-NN graph, 1.1 t": avg(1.1),
+        f"DBSCAN eps=cut {at(chosen)}": dbscan(cut(chosen)),
+        **{f"avg linkage k-NN, {at(p)}": avg(p) for p in grid if p != chosen},
+        **{f"Chinese whispers, pairs < cut {at(p)}": cw(cut(p)) for p in grid},
+        **{f"conn. components, pairs < cut {at(p)}": cc(p) for p in grid},
     }
 
 
@@ -110,22 +137,25 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=IMAGES)
     parser.add_argument("--backbone", default="sface")
     parser.add_argument("--only", help="run only the methods whose name contains this text")
+    parser.add_argument("--halves", default="choose,report,all", help="which halves to run (default all three)")
     args = parser.parse_args()
     x, people, model = embeddings(args.images, args.backbone)
     parts = halves(people)
     for name, mask in parts.items():
         print(f"half {name}: {mask.sum():,} photos, {len(np.unique(people[mask])):,} people")
-    print(f"\n{'method':44} {'half':7} {'B3 P':>7} {'B3 R':>7} {'B3 F1':>7} {'pair F1':>8} {'clusters':>8} "
+    print(f"\n{'method':48} {'half':7} {'B3 P':>7} {'B3 R':>7} {'B3 F1':>7} {'pair F1':>8} {'clusters':>8} "
           f"{'noise':>6} {'s':>6}")
-    for label, run in methods(model.distance, model.threshold).items():
+    for label, run in methods(model.distance, model.threshold, model.slope, model.intercept).items():
         if args.only and args.only not in label:
             continue
         for half, mask in parts.items():
+            if half not in args.halves.split(","):
+                continue
             start = time.perf_counter()
             pred = relabel(run(x[mask]))
             seconds = time.perf_counter() - start
             b, p = bcubed(pred, people[mask]), pairwise(pred, people[mask])
-            print(f"{label:44} {half:7} {b['precision']:7.4f} {b['recall']:7.4f} {b['f1']:7.4f} {p['f1']:8.4f} "
+            print(f"{label:48} {half:7} {b['precision']:7.4f} {b['recall']:7.4f} {b['f1']:7.4f} {p['f1']:8.4f} "
                   f"{pred.max() + 1:8,} {int((pred < 0).sum()):6,} {seconds:6.2f}", flush=True)
 
 

@@ -2,7 +2,7 @@
 
 N unit 128-d embeddings: 30 % of the faces are people seen once, the rest belong to people with 2 to 200 photos
 (a Zipf-like spread of sizes); each face is its person's centre plus Gaussian noise, scaled so that faces of one
-person sit at about 0.6 of the model threshold (cosine, sface's threshold) and strangers at about 1.0. Prints the
+person sit at about 0.4 (sface's merge distance is 0.50, its threshold 0.66) and strangers at about 1.0. Prints the
 k-NN graph time, the clustering time, peak resident memory (whole process, including the embeddings) and the
 BCubed/pairwise F1 against the planted people. Each size runs in its own process so peaks do not mix.
 
@@ -50,7 +50,7 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one(n: int, threshold: float) -> None:
+def one(n: int, cut: float) -> None:
     from facetwin.collection.cluster import average_linkage, relabel
     from facetwin.collection.cluster_graph import knn_graph
     from facetwin.evaluation.clustering import bcubed, pairwise
@@ -63,14 +63,15 @@ def one(n: int, threshold: float) -> None:
     graph_s = time.perf_counter() - start
     start = time.perf_counter()
     i, j, d = graph.edges()
-    labels = relabel(average_linkage(n, i, j, d, threshold))
+    labels = relabel(average_linkage(n, i, j, d, cut))
     cluster_s = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = _cpu() - cpu0
     b, p = bcubed(labels, truth), pairwise(labels, truth)
     print(
         f"{n:>9,} faces ({len(np.unique(truth)):,} planted people): k-NN graph {graph_s:.1f} s, clustering "
-        f"{cluster_s:.1f} s, total {graph_s + cluster_s:.1f} s wall, {cpu:.1f} s CPU (all threads); peak RSS {peak_mb:,.0f} MB (embeddings and data "
+        f"{cluster_s:.1f} s, total {graph_s + cluster_s:.1f} s wall, {cpu:.1f} s CPU (all threads); "
+        f"peak RSS {peak_mb:,.0f} MB (embeddings and data "
         f"alone {base_mb:,.0f} MB); {labels.max() + 1:,} clusters, {np.mean(labels < 0):.1%} noise; "
         f"BCubed F1 {b['f1']:.4f}, pairwise F1 {p['f1']:.4f}",
         flush=True,
@@ -80,20 +81,22 @@ def one(n: int, threshold: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--threshold", type=float, default=None, help="default: sface's calibrated threshold")
+    parser.add_argument("--cut", type=float, default=None, help="merge distance (default: sface's, merge_distance)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    threshold = args.threshold
-    if threshold is None:
+    cut = args.cut
+    if cut is None:
         import facetwin
+        from facetwin.collection.cluster import merge_distance
 
-        threshold = facetwin.load("sface").threshold
+        model = facetwin.load("sface")
+        cut = merge_distance(model.threshold, model.slope, model.intercept)
+        print(f"sface threshold {model.threshold:.4f} (cosine); merge distance {cut:.4f}")
     if args.child:
-        one(args.n[0], threshold)
+        one(args.n[0], cut)
         return
-    print(f"threshold {threshold:.4f} (cosine)")
     for n in args.n:
-        cmd = [sys.executable, __file__, "--child", "--n", str(n), "--threshold", str(threshold)]
+        cmd = [sys.executable, __file__, "--child", "--n", str(n), "--cut", str(cut)]
         subprocess.run(cmd, check=True)
 
 

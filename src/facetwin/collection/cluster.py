@@ -16,23 +16,41 @@ from facetwin.collection.cluster_graph import Graph, K, knn_graph
 
 NOISE = -1
 MIN_FACES = 2
+# Clusters merge while the model's calibrated P(same person) of their average distance is at least this. Chosen on
+# half of lfw-dev's people (benchmarks/cluster_quality.py); for sface it puts the cut at 0.82 × the threshold.
+MERGE_PROBABILITY = 0.97
+FALLBACK_SCALE = 0.82  # the same cut as a fraction of the threshold, for a model without a logistic calibration
+
+
+def merge_distance(threshold: float, slope: float | None = None, intercept: float | None = None,
+                   probability: float = MERGE_PROBABILITY) -> float:
+    """The distance where the model's calibrated ``sigmoid(slope * d + intercept)`` equals ``probability``.
+
+    The decision threshold is where that probability is 0.5 for a pair drawn with even odds; in a collection
+    almost every pair is two strangers, so merging asks for far stronger evidence. Never above the threshold.
+    """
+    if slope is None or intercept is None or not np.isfinite(slope) or slope >= 0:
+        return FALLBACK_SCALE * float(threshold)
+    cut = (np.log(probability / (1 - probability)) - intercept) / slope
+    return float(min(max(cut, 0.0), threshold))
 
 
 def cluster(
-    embeddings: np.ndarray, distance: str, threshold: float, *, min_faces: int = MIN_FACES, k: int = K,
+    embeddings: np.ndarray, distance: str, cut: float, *, min_faces: int = MIN_FACES, k: int = K,
     graph: Graph | None = None,
 ) -> np.ndarray:
-    """A person label per face (``-1`` = noise): average linkage on the k-NN graph, cut at ``threshold``."""
+    """A person label per face (``-1`` = noise): average linkage on the k-NN graph, cut at distance ``cut``
+    (:func:`merge_distance` of the model)."""
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     graph = graph if graph is not None else knn_graph(embeddings, distance, k)
     i, j, d = graph.edges()
-    return relabel(average_linkage(n, i, j, d, threshold), min_faces)
+    return relabel(average_linkage(n, i, j, d, cut, radius=graph.radius()), min_faces)
 
 
 def update(
-    embeddings: np.ndarray, distance: str, threshold: float, seeds: np.ndarray, next_id: int, *,
+    embeddings: np.ndarray, distance: str, cut: float, seeds: np.ndarray, next_id: int, *,
     min_faces: int = MIN_FACES, k: int = K,
 ) -> np.ndarray:
     """Labels for a collection that was clustered before: ``seeds`` holds each face's cluster id (``-1`` for new
@@ -41,8 +59,9 @@ def update(
     seeds = np.asarray(seeds, np.int64)
     if len(seeds) == 0:
         return seeds.copy()
-    i, j, d = knn_graph(embeddings, distance, k).edges()
-    rep = average_linkage(len(seeds), i, j, d, threshold, seeds=seeds)
+    graph = knn_graph(embeddings, distance, k)
+    i, j, d = graph.edges()
+    rep = average_linkage(len(seeds), i, j, d, cut, radius=graph.radius(), seeds=seeds)
     seed_of_rep = np.full(len(seeds), NOISE, dtype=np.int64)
     seed_of_rep[rep[seeds >= 0]] = seeds[seeds >= 0]
     labels = seed_of_rep[rep]
@@ -65,27 +84,32 @@ def relabel(labels: np.ndarray, min_faces: int = MIN_FACES) -> np.ndarray:
 
 
 def average_linkage(
-    n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, threshold: float, *, seeds: np.ndarray | None = None
+    n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cut: float, *, radius: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Average-linkage agglomeration over graph edges ``(i, j, d)``, merging while the linkage is < ``threshold``.
+    """Average-linkage agglomeration over graph edges ``(i, j, d)``, merging while the linkage is < ``cut``.
 
-    The linkage of two clusters is the mean distance of the graph edges between them. Each round merges every
-    pair of clusters that are each other's nearest (reciprocal nearest neighbours), which yields the same
-    hierarchy as merging the closest pair one at a time, in a few rounds instead of N steps. ``seeds`` (one per
-    face, ``-1`` = free) are existing clusters: they start merged, may absorb free faces and new clusters, and
-    never merge with each other. Returns a representative face per face (seeded faces: one of their seed).
+    The linkage of two clusters is the mean distance over all pairs of their faces. The graph holds only each
+    face's k nearest, so a pair without an edge is at least as far as the k-th neighbour of either face: with
+    ``radius`` (that distance per face) such a pair counts as the mean of the two radii; without, the mean is over
+    the graph's edges alone. Each round merges every pair of clusters that are each other's nearest (reciprocal
+    nearest neighbours), a few rounds instead of N steps. ``seeds`` (one per face, ``-1`` = free) are existing
+    clusters: they start merged, may absorb free faces and new clusters, and never merge with each other.
+    Returns a representative face per face (seeded faces: one of their seed's faces).
     """
-    root = np.arange(n, dtype=np.int64)
-    locked = np.zeros(n, dtype=bool)
-    if seeds is not None:
-        root, locked = _seed(np.asarray(seeds, np.int64))
-    a, b = root[np.asarray(i, np.int64)], root[np.asarray(j, np.int64)]
-    s, c = np.asarray(d, np.float64), np.ones(len(a), dtype=np.float64)
-    keep = a != b
-    a, b, s, c = _aggregate(n, a[keep], b[keep], s[keep], c[keep])
+    root, locked = _seed(np.asarray(seeds, np.int64)) if seeds is not None else (np.arange(n), np.zeros(n, bool))
+    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+    r = np.zeros(n) if radius is None else np.asarray(radius, np.float64)
+    size = np.bincount(root, minlength=n).astype(np.float64)
+    rsum = np.bincount(root, weights=r, minlength=n)
+    a, b, (s, c, q) = _aggregate(n, root[i], root[j], [np.asarray(d, np.float64), np.ones(len(i)), r[i] + r[j]])
     while len(a):
-        link = s / c
-        near = (link < threshold) & ~(locked[a] & locked[b])
+        if radius is None:
+            link = s / c
+        else:
+            far = np.maximum(rsum[a] / size[a], rsum[b] / size[b])
+            link = (s + (size[a] * size[b] - c) * far) / (size[a] * size[b])
+        near = (link < cut) & ~(locked[a] & locked[b])
         if not near.any():
             break
         na, nb, nl = a[near], b[near], link[near]
@@ -102,18 +126,18 @@ def average_linkage(
         winner[swap], loser[swap] = loser[swap], winner[swap]
         root[loser] = winner
         locked[winner] |= locked[loser]
-        a, b = root[a], root[b]
-        keep = a != b
-        a, b, s, c = _aggregate(n, a[keep], b[keep], s[keep], c[keep])
+        size[winner] += size[loser]
+        rsum[winner] += rsum[loser]
+        a, b, (s, c, q) = _aggregate(n, root[a], root[b], [s, c, q])
     return _flatten(root)
 
 
-def _aggregate(n, a, b, s, c):
-    """Edges between the same two clusters summed into one (sum of distances, count), ``a < b``."""
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * n + hi
-    uniq, inverse = np.unique(key, return_inverse=True)
-    return uniq // n, uniq % n, np.bincount(inverse, weights=s), np.bincount(inverse, weights=c)
+def _aggregate(n, a, b, weights):
+    """Edges between the same two clusters (``a < b``, self-loops dropped) summed into one per weight array."""
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    uniq, inverse = np.unique(lo * n + hi, return_inverse=True)
+    return uniq // n, uniq % n, [np.bincount(inverse, weights=w[keep], minlength=len(uniq)) for w in weights]
 
 
 def _seed(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
