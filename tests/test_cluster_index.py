@@ -44,6 +44,10 @@ def person_of(path: str) -> str:
     return Path(path).parent.name
 
 
+def main_cluster(ids: set[int]) -> int:
+    return min(ids - {-1})
+
+
 def clusters_by_person(root: Path) -> dict[str, set[int]]:
     faces = read_faces(root, embeddings=False)
     labels = cluster_store.load(root).lookup(faces.face_ids)
@@ -59,7 +63,7 @@ def test_cluster_then_update_keeps_ids_and_names(index, model):
     assert first["clusters"] >= 8 and first["faces"] >= 24
     before = clusters_by_person(index)
     assert sum(len(ids - {-1}) == 1 for ids in before.values()) >= 7  # nearly every person is one cluster
-    sheldon = next(iter(before["sheldon"]))
+    sheldon = main_cluster(before["sheldon"])
     people.name(index, sheldon, "Sheldon Cooper")
 
     add_shard(index, model, sorted(need(BBT).glob("*/*[45].png")))
@@ -68,7 +72,7 @@ def test_cluster_then_update_keeps_ids_and_names(index, model):
     after = clusters_by_person(index)
     for person, ids in before.items():  # nobody renumbered: old faces keep their cluster ids
         assert ids - {-1} <= after[person]
-    assert after["sheldon"] == {sheldon}
+    assert sheldon in after["sheldon"] and len(after["sheldon"] - {-1}) == 1
     assert cluster_store.load(index).names == {sheldon: "Sheldon Cooper"}
     again = people.cluster_index(index)  # nothing new: nothing changes
     assert again["list"] == second["list"] and again["new_faces"] == 0
@@ -77,7 +81,7 @@ def test_cluster_then_update_keeps_ids_and_names(index, model):
 def test_merge_split_and_fresh_keep_names(index):
     people.cluster_index(index)
     ids = clusters_by_person(index)
-    amy, raj = min(ids["amy"]), min(ids["raj"])
+    amy, raj = main_cluster(ids["amy"]), main_cluster(ids["raj"])
     people.name(index, raj, "Raj")
     merged = people.merge(index, [amy, raj])
     assert merged["id"] == amy and merged["name"] == "Raj"
@@ -92,6 +96,8 @@ def test_merge_split_and_fresh_keep_names(index):
     assert set(after.face_ids[after.clusters == amy].tolist()) == kept
     with pytest.raises(FacetwinError, match="no cluster 9999"):
         people.name(index, 9999, "Nobody")
+    with pytest.raises(FacetwinError, match="no cluster -1"):  # noise is not a cluster
+        people.name(index, -1, "Nobody")
 
 
 def test_export_named_clusters_to_gallery(index, tmp_path):
@@ -99,10 +105,10 @@ def test_export_named_clusters_to_gallery(index, tmp_path):
 
     people.cluster_index(index)
     ids = clusters_by_person(index)
-    people.name(index, min(ids["penny"]), "Penny")
+    people.name(index, main_cluster(ids["penny"]), "Penny")
     gallery = tmp_path / "g.db"
     first = people.export_gallery(index, gallery)
-    assert first["people"] == 1 and first["enrolled"] >= 3
+    assert first["people"] == 1 and first["enrolled"] >= 2
     assert people.export_gallery(index, gallery)["enrolled"] == 0  # a second export adds nothing
     hit = Gallery(gallery).identify(str(BBT / "penny" / "penny5.png"))
     assert hit.person == "Penny"

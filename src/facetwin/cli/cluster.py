@@ -86,8 +86,9 @@ def _show(summary: dict, args, root: str) -> int:
     if "new_faces" in summary:
         extra = (f"; {summary['new_faces']} new face(s), {summary['joined']} joined existing clusters, "
                  f"{summary['new_clusters']} new cluster(s)")
+    cut = f" (merge distance {summary['merge_distance']:.3f})" if summary.get("merge_distance") else ""
     print(f"{root}: {summary['faces']} faces in {summary['clusters']} clusters ({summary['named']} named), "
-          f"{summary['noise']} noise{extra}")
+          f"{summary['noise']} noise{extra}{cut}")
     for c in summary["list"][:50]:
         print(f"  cluster {c['id']:>5}: {c['faces']:>5} faces  {c['name'] or ''}")
     if len(summary["list"]) > 50:

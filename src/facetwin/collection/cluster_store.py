@@ -53,7 +53,7 @@ class ClusterTable:
         return {int(ids[o]): int(counts[o]) for o in order}
 
     def check(self, cluster_id: int, path: Path) -> None:
-        if cluster_id not in set(self.clusters.tolist()):
+        if cluster_id < 0 or cluster_id not in set(self.clusters.tolist()):
             raise FacetwinError(f"{path}: there is no cluster {cluster_id} (see `facetwin cluster {path.parent}`).")
 
 

@@ -13,20 +13,47 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.collection import cluster_store as store
-from facetwin.collection.cluster import MIN_FACES, NOISE, average_linkage, relabel, update
+from facetwin.collection.cluster import (
+    MERGE_PROBABILITY,
+    MIN_FACES,
+    NOISE,
+    average_linkage,
+    merge_distance,
+    relabel,
+    update,
+)
 from facetwin.collection.cluster_graph import knn_graph
 from facetwin.collection.index_faces import IndexFaces, read_faces
 from facetwin.errors import FacetwinError
 
-METHOD = "average linkage on the k-NN graph, cut at the model threshold"
-SPLIT_SCALE = 0.8  # an automatic split re-cuts the cluster's own hierarchy at 0.8 × the threshold
+METHOD = "average linkage on the k-NN graph, cut where the model's calibrated P(same) is 0.97"
+SPLIT_SCALE = 0.8  # an automatic split re-cuts the cluster's own faces at 0.8 × the merge distance
 
 
-def _scale(faces: IndexFaces) -> tuple[str, float]:
+def _scale(faces: IndexFaces) -> tuple[str, float, float]:
+    """The index model's distance, threshold and merge distance (from its calibration: the manifest's ``slope``
+    and ``intercept`` when it records them, else the model loaded from its ``source``)."""
     model = faces.model
     if model.get("distance") not in ("cosine", "euclidean") or not isinstance(model.get("threshold"), int | float):
         raise FacetwinError(f"{faces.root / 'manifest.json'}: the manifest names no model distance and threshold.")
-    return model["distance"], float(model["threshold"])
+    slope, intercept = model.get("slope"), model.get("intercept")
+    if slope is None or intercept is None:
+        slope, intercept = _calibration(model)
+    threshold = float(model["threshold"])
+    return model["distance"], threshold, merge_distance(threshold, slope, intercept)
+
+
+def _calibration(model: dict) -> tuple[float | None, float | None]:
+    """Logistic calibration of the model that made the index (None, None when it cannot be loaded here)."""
+    from facetwin.loading import load
+
+    try:
+        loaded = load(model.get("source") or "")
+    except FacetwinError:
+        return None, None
+    if loaded.fingerprint != model.get("fingerprint"):
+        return None, None
+    return loaded.slope, loaded.intercept
 
 
 def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
@@ -35,7 +62,7 @@ def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool 
     if min_faces < 1:
         raise FacetwinError(f"--min-faces must be at least 1, not {min_faces}.")
     faces = read_faces(root)
-    distance, threshold = _scale(faces)
+    distance, threshold, cut = _scale(faces)
     old = store.load(root)
     fingerprint = faces.model.get("fingerprint")
     if old.meta.get("model_fingerprint") not in (None, fingerprint):
@@ -43,12 +70,12 @@ def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool 
     seeds = old.lookup(faces.face_ids)
     if fresh:
         seeds[~np.isin(seeds, list(old.names))] = NOISE
-    labels = update(faces.embeddings, distance, threshold, seeds, old.next_id, min_faces=min_faces)
+    labels = update(faces.embeddings, distance, cut, seeds, old.next_id, min_faces=min_faces)
     next_id = max(old.next_id, int(labels.max(initial=-1)) + 1)
     table = store.ClusterTable(
         faces.face_ids, labels, dict(old.names), next_id,
-        {"model_fingerprint": fingerprint, "distance": distance, "threshold": threshold, "method": METHOD,
-         "min_faces": min_faces},
+        {"model_fingerprint": fingerprint, "distance": distance, "threshold": threshold, "merge_distance": cut,
+         "merge_probability": MERGE_PROBABILITY, "method": METHOD, "min_faces": min_faces},
     )
     store.save(root, table)
     result = summary(root, table)
@@ -65,6 +92,7 @@ def summary(root: str | Path, table: store.ClusterTable | None = None) -> dict:
     clusters = [{"id": cid, "name": table.names.get(cid), "faces": n} for cid, n in sizes.items()]
     return {"faces": len(table.face_ids), "clusters": len(clusters), "named": sum(1 for c in clusters if c["name"]),
             "noise": int((table.clusters == NOISE).sum()), "threshold": table.meta.get("threshold"),
+            "merge_distance": table.meta.get("merge_distance"),
             "list": clusters}
 
 
@@ -119,10 +147,11 @@ def _split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None)
         parts = part.astype(np.int64)
     else:
         faces = read_faces(root)
-        distance, threshold = _scale(faces)
+        distance, _, cut = _scale(faces)
         pos = np.searchsorted(faces.face_ids, table.face_ids[members])
-        i, j, d = knn_graph(faces.embeddings[pos], distance).edges()
-        parts = relabel(average_linkage(len(members), i, j, d, SPLIT_SCALE * threshold), min_faces=1)
+        graph = knn_graph(faces.embeddings[pos], distance)
+        i, j, d = graph.edges()
+        parts = relabel(average_linkage(len(members), i, j, d, SPLIT_SCALE * cut, radius=graph.radius()), min_faces=1)
     if len(set(parts.tolist())) < 2:
         raise FacetwinError(f"cluster {cluster_id} does not split at a stricter threshold; give the faces to move.")
     sizes = np.bincount(parts)
