@@ -29,17 +29,17 @@ def test_collection_endpoints(model, index):
     from facetwin.service import create_app
 
     with running(create_app(model, api_key=None, index_path=index)) as url:
-        doc = httpx.get(f"{url}/v1/clusters", params={"limit": 3, "faces": 2}).json()
+        doc = httpx.get(f"{url}/v1/clusters", params={"limit": 3, "faces": 2}, timeout=60).json()
         assert doc["clustered"] and len(doc["items"]) == 3 and doc["clusters"] >= 8
         sizes = [c["faces"] for c in doc["items"]]
         assert sizes == sorted(sizes, reverse=True) and all(len(c["face_ids"]) <= 2 for c in doc["items"])
-        thumb = httpx.get(f"{url}/v1/faces/{doc['items'][0]['face_ids'][0]}/thumbnail")
+        thumb = httpx.get(f"{url}/v1/faces/{doc['items'][0]['face_ids'][0]}/thumbnail", timeout=60)
         assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (112, 112)
         missing = httpx.get(f"{url}/v1/faces/999999/thumbnail")
         assert missing.status_code == 404 and "no face 999999" in missing.json()["error"]
         bad = httpx.post(f"{url}/v1/clusters/424242/name", data={"name": "x"})
         assert bad.status_code == 422 and "no cluster 424242" in bad.json()["error"]
-        again = httpx.post(f"{url}/v1/clusters/run").json()
+        again = httpx.post(f"{url}/v1/clusters/run", timeout=300).json()
         assert again["new_faces"] == 0 and again["clusters"] == doc["clusters"]
     with running(create_app(model, api_key=None)) as url:
         assert httpx.get(f"{url}/v1/clusters").status_code == 503

@@ -8,6 +8,7 @@ except the named clusters. Named, merged and split clusters therefore survive ev
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,18 @@ def _scale(faces: IndexFaces) -> tuple[str, float, float]:
 
 def _calibration(model: dict) -> tuple[float | None, float | None]:
     """Logistic calibration of the model that made the index (None, None when it cannot be loaded here)."""
+    return _calibration_of(str(model.get("source") or ""), str(model.get("fingerprint")))
+
+
+@functools.lru_cache(maxsize=8)
+def _calibration_of(source: str, fingerprint: str) -> tuple[float | None, float | None]:
     from facetwin.loading import load
 
     try:
-        loaded = load(model.get("source") or "")
+        loaded = load(source)
     except FacetwinError:
         return None, None
-    if loaded.fingerprint != model.get("fingerprint"):
+    if loaded.fingerprint != fingerprint:
         return None, None
     return loaded.slope, loaded.intercept
 
