@@ -22,8 +22,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "cluster", help="group the faces of an index into people; name, merge, split, export them",
         usage=USAGE,
-        description="INDEX_DIR alone: assign every face of the index a person cluster (or noise), using the "
-        "model's threshold as the scale; later runs keep existing clusters and their ids and add the new faces. "
+        description="INDEX_DIR alone: assign every face of the index a person cluster (or noise), with the model's "
+        "calibrated merge distance as the scale (no tuning); later runs keep existing clusters and their ids and add "
+        "the new faces. "
         "name: name a cluster; merge: merge clusters into the first; split: move faces to a new cluster (no faces: "
         "re-cut the cluster at a stricter threshold); export: enrol named clusters into a gallery; list: print the "
         "clusters. Stored in INDEX_DIR/clusters.parquet.",
