@@ -101,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cut", type=float, default=None, help="merge distance (default: sface's, merge_distance)")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched per face above 200 k faces")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cut = args.cut
@@ -112,10 +113,15 @@ def main() -> None:
         cut = merge_distance(model.threshold, model.slope, model.intercept)
         print(f"sface threshold {model.threshold:.4f} (cosine); merge distance {cut:.4f}")
     if args.child:
+        if args.nprobe:
+            from facetwin.collection import cluster_graph
+
+            cluster_graph.NPROBE = args.nprobe
         one(args.n[0], cut)
         return
     for n in args.n:
         cmd = [sys.executable, __file__, "--child", "--n", str(n), "--cut", str(cut)]
+        cmd += ["--nprobe", str(args.nprobe)] if args.nprobe else []
         subprocess.run(cmd, check=True)
 
 
