@@ -164,7 +164,7 @@ def _flatten(root: np.ndarray) -> np.ndarray:
 
 
 def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Connected components (single linkage) of the graph with edges ``(i, j)``."""
+    """Connected components (single linkage) of the graph with edges ``(i, j)`` (a baseline; needs scipy)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
