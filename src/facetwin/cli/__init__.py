@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from facetwin.cli import embed, evaluate, export, find, gallery, index, serve, train, verify, weights
+from facetwin.cli import cluster, embed, evaluate, export, find, gallery, index, serve, train, verify, weights
 from facetwin.errors import FacetwinError
 
-_GROUPS = (verify, embed, gallery, index, find, serve, train, evaluate, export, weights)
+_GROUPS = (verify, embed, gallery, index, find, cluster, serve, train, evaluate, export, weights)
 DESCRIPTION = (
     "Face verification and recognition on a CPU: are two photos the same person, who is this, in which of my "
     "photos is this person, and training the paper's Siamese network on your own faces. Works offline with the "

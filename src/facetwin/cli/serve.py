@@ -80,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         h11_max_incomplete_event_size=16384,
     )
     print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){note}", flush=True)
+    if args.index:
+        print(f"facetwin: Collection view of {args.index} at {where}collection", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
@@ -101,7 +103,11 @@ def register(subparsers) -> None:
     )
     add_model_arguments(p, backbone_flags=False)
     p.add_argument("--gallery", metavar="FILE", help=GALLERY_HELP)
-    p.add_argument("--index", metavar="INDEX_DIR", help="a facetwin index for /v1/find (the photos a person is in)")
+    p.add_argument(
+        "--index", metavar="INDEX_DIR",
+        help="a `facetwin index` folder: /v1/find (the photos a person is in) and the Collection view at "
+        "/collection (its clusters, biggest first, to name)",
+    )
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

@@ -1,4 +1,5 @@
-"""A photo collection as an index of every face (Parquet shards), built in-process or on Ray; find a person in it."""
+"""A photo collection as an index of every face (Parquet shards), built in-process or on Ray; find a person in
+it; cluster its faces into people and name them."""
 
 from facetwin.collection.indexer import IndexSummary, index
 from facetwin.collection.shards import IndexStore

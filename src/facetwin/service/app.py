@@ -33,6 +33,8 @@ from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 from facetwin.loading import load
 from facetwin.model import Model
+from facetwin.service.collection import CollectionView
+from facetwin.service.collection import router as collection_router
 from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, UploadLimit, error_response, web_message
 from facetwin.service.limits import Limits
 from facetwin.service.routes import Backend, router
@@ -68,7 +70,7 @@ def create_app(
     ``/healthz`` and the page need that key; without one, only ``Host`` names of this machine (and
     ``allowed_hosts``) are served. ``limits`` caps pixels and photos (``limits.Limits``); a request body
     that stalls ``read_timeout`` seconds, or takes longer than ``body_deadline``, gets 408. ``index_path``
-    (a ``facetwin index`` folder) enables ``/v1/find``."""
+    (a ``facetwin index`` folder) enables ``/v1/find`` and the Collection view at ``/collection``."""
     model = load(model) if isinstance(model, str | Path) else model
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, model, timeout=GALLERY_TIMEOUT)
@@ -89,6 +91,7 @@ def create_app(
     app.add_middleware(UploadLimit, limit=int(max_upload_bytes))  # added first = innermost
     app.add_middleware(ReadTimeout, read_timeout=read_timeout, body_deadline=body_deadline)
     app.add_middleware(Gate, api_key=api_key, allowed_hosts=tuple(allowed_hosts))  # outermost
+    app.state.collection = CollectionView(index_path) if index_path is not None else None
     _add_error_handlers(app)
     _add_pages(app, swagger)
     app.include_router(router)
@@ -96,6 +99,7 @@ def create_app(
         from facetwin.service.find_route import add_find
 
         add_find(app, index_path)
+    app.include_router(collection_router)
     return app
 
 
@@ -141,6 +145,10 @@ def _add_pages(app: FastAPI, swagger: Path | None) -> None:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/collection", include_in_schema=False)
+    async def collection_page():
+        return FileResponse(STATIC / "collection.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if swagger is not None:

@@ -24,7 +24,7 @@ from facetwin.service.http_errors import error_response
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_WITH_KEY = ("/", "/healthz", "/favicon.ico")
+PUBLIC_WITH_KEY = ("/", "/collection", "/healthz", "/favicon.ico")
 PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "

@@ -1,0 +1,97 @@
+"""`facetwin cluster INDEX_DIR` and `facetwin cluster name|merge|split|export|list INDEX_DIR ...`."""
+
+from __future__ import annotations
+
+import json
+
+from facetwin.errors import FacetwinError
+
+ACTIONS = {
+    "name": "name INDEX_DIR CLUSTER_ID NAME",
+    "merge": "merge INDEX_DIR CLUSTER_ID CLUSTER_ID...",
+    "split": "split INDEX_DIR CLUSTER_ID [FACE_ID...]",
+    "export": "export INDEX_DIR --gallery FILE",
+    "list": "list INDEX_DIR",
+}
+USAGE = "facetwin cluster INDEX_DIR [--min-faces K] [--fresh] [--json] | " + " | ".join(
+    f"facetwin cluster {a}" for a in ACTIONS.values()
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "cluster", help="group the faces of an index into people; name, merge, split, export them",
+        usage=USAGE,
+        description="INDEX_DIR alone: assign every face of the index a person cluster (or noise), with the model's "
+        "calibrated merge distance as the scale (no tuning); later runs keep existing clusters and their ids and add "
+        "the new faces. "
+        "name: name a cluster; merge: merge clusters into the first; split: move faces to a new cluster (no faces: "
+        "re-cut the cluster at a stricter threshold); export: enrol named clusters into a gallery; list: print the "
+        "clusters. Stored in INDEX_DIR/clusters.parquet.",
+    )
+    p.add_argument("words", nargs="+", metavar="ARG", help="INDEX_DIR, or an action and its arguments")
+    p.add_argument("--min-faces", type=int, default=2, metavar="K",
+                   help="smallest new cluster; smaller groups are noise (default 2)")
+    p.add_argument("--fresh", action="store_true", help="re-cluster everything except the named clusters")
+    p.add_argument("--gallery", metavar="FILE", help="the gallery to export named clusters into (export)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)
+
+
+def _ints(words: list[str], what: str) -> list[int]:
+    try:
+        return [int(w) for w in words]
+    except ValueError:
+        raise FacetwinError(f"{what} must be whole numbers, not {' '.join(words)!r}.") from None
+
+
+def _run(args) -> int:
+    from facetwin.collection import people
+
+    words = args.words
+    action = words[0] if words[0] in ACTIONS and len(words) > 1 else None
+    if action is None:
+        if len(words) != 1:
+            raise FacetwinError(f"unknown cluster action '{words[0]}'; usage: {USAGE}.")
+        return _show(people.cluster_index(words[0], min_faces=args.min_faces, fresh=args.fresh), args, words[0])
+    root, rest = words[1], words[2:]
+    if action == "list":
+        return _show(people.summary(root), args, root)
+    if action == "export":
+        if not args.gallery:
+            raise FacetwinError("cluster export needs --gallery FILE.")
+        result = people.export_gallery(root, args.gallery)
+        print(json.dumps(result) if args.json else f"enrolled {result['enrolled']} face(s) of {result['people']} "
+              f"named people into {args.gallery} ({result['already_enrolled']} already there)")
+        return 0
+    if not rest or (action == "name" and len(rest) != 2):
+        raise FacetwinError(f"usage: facetwin cluster {ACTIONS[action]}.")
+    if action == "name":
+        result = [people.name(root, _ints(rest[:1], "CLUSTER_ID")[0], rest[1])]
+    elif action == "merge":
+        result = [people.merge(root, _ints(rest, "cluster ids"))]
+    else:
+        result = people.split(root, _ints(rest[:1], "CLUSTER_ID")[0], _ints(rest[1:], "face ids"))
+    if args.json:
+        print(json.dumps(result))
+    for c in [] if args.json else result:
+        print(f"cluster {c['id']}: {c['faces']} face(s)" + (f", {c['name']}" if c["name"] else ""))
+    return 0
+
+
+def _show(summary: dict, args, root: str) -> int:
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    extra = ""
+    if "new_faces" in summary:
+        extra = (f"; {summary['new_faces']} new face(s), {summary['joined']} joined existing clusters, "
+                 f"{summary['new_clusters']} new cluster(s)")
+    cut = f" (merge distance {summary['merge_distance']:.3f})" if summary.get("merge_distance") else ""
+    print(f"{root}: {summary['faces']} faces in {summary['clusters']} clusters ({summary['named']} named), "
+          f"{summary['noise']} noise{extra}{cut}")
+    for c in summary["list"][:50]:
+        print(f"  cluster {c['id']:>5}: {c['faces']:>5} faces  {c['name'] or ''}")
+    if len(summary["list"]) > 50:
+        print(f"  ... {len(summary['list']) - 50} more (facetwin cluster list {root} --json)")
+    return 0

@@ -1,0 +1,146 @@
+// facetwin Collection view: the clusters of an index as contact sheets, biggest first, with a box to name each.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 30, FACES = 12;
+const state = { key: sessionStorage.getItem("facetwin-key") || "", offset: 0, selected: new Set() };
+
+async function api(method, path, body, raw = false) {
+  const headers = {};
+  if (state.key) headers["X-API-Key"] = state.key;
+  let response;
+  try {
+    response = await fetch(path, { method, body, headers });
+  } catch (err) {
+    throw new Error("the server did not answer (" + err.message + ").");
+  }
+  if (response.status === 401) $("key-bar").hidden = false;
+  if (raw && response.ok) return response.blob();
+  let doc = null;
+  try { doc = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) throw new Error(doc && doc.error ? doc.error : `the server answered ${response.status}.`);
+  return doc;
+}
+
+function say(text, bad = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", bad);
+}
+
+function thumbnail(faceId) {
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = `face ${faceId}`;
+  img.width = img.height = 72;
+  img.dataset.face = faceId;
+  api("GET", `v1/faces/${faceId}/thumbnail`, undefined, true)
+    .then((blob) => { img.src = URL.createObjectURL(blob); })
+    .catch((err) => { img.title = err.message; img.classList.add("missing"); });
+  return img;
+}
+
+function card(c) {
+  const el = document.createElement("article");
+  el.className = "cluster" + (c.name ? " named" : "");
+  el.dataset.cluster = c.id;
+  const head = document.createElement("div");
+  head.className = "cluster-head";
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  pick.title = "select for merging";
+  pick.addEventListener("change", () => {
+    if (pick.checked) state.selected.add(c.id); else state.selected.delete(c.id);
+    $("merge").disabled = state.selected.size < 2;
+  });
+  const count = document.createElement("span");
+  count.className = "count";
+  count.textContent = `#${c.id} · ${c.faces} face${c.faces === 1 ? "" : "s"}`;
+  head.append(pick, count);
+  const sheet = document.createElement("div");
+  sheet.className = "sheet";
+  for (const f of c.face_ids) sheet.append(thumbnail(f));
+  if (c.faces > c.face_ids.length) {
+    const more = document.createElement("span");
+    more.className = "more-faces";
+    more.textContent = `+${c.faces - c.face_ids.length}`;
+    sheet.append(more);
+  }
+  const form = document.createElement("form");
+  form.className = "name-form";
+  const input = document.createElement("input");
+  input.type = "text";
+  input.maxLength = 200;
+  input.placeholder = "Who is this?";
+  input.value = c.name || "";
+  input.setAttribute("aria-label", `name of cluster ${c.id}`);
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = "Name";
+  form.append(input, save);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = new FormData();
+    body.append("name", input.value);
+    try {
+      const r = await api("POST", `v1/clusters/${c.id}/name`, body);
+      el.classList.toggle("named", Boolean(r.name));
+      say(r.name ? `cluster ${c.id} is now ${r.name}.` : `cluster ${c.id} has no name now.`);
+    } catch (err) { say(err.message, true); }
+  });
+  el.append(head, sheet, form);
+  return el;
+}
+
+async function load(reset = true) {
+  if (reset) {
+    state.offset = 0;
+    state.selected.clear();
+    $("merge").disabled = true;
+    $("clusters").replaceChildren();
+  }
+  try {
+    const doc = await api("GET", `v1/clusters?offset=${state.offset}&limit=${PAGE}&faces=${FACES}`);
+    $("summary").textContent = doc.clustered
+      ? `${doc.faces} faces · ${doc.clusters} people (${doc.named} named) · ${doc.noise} unmatched`
+      : `${doc.faces} faces, not clustered yet`;
+    if (!doc.clustered) say("This index has not been clustered yet: press Update clusters.");
+    for (const c of doc.items) $("clusters").append(card(c));
+    state.offset += doc.items.length;
+    $("more").hidden = state.offset >= doc.clusters;
+  } catch (err) {
+    $("summary").textContent = "no collection";
+    say(err.message, true);
+  }
+}
+
+$("run").addEventListener("click", async () => {
+  say("clustering…");
+  $("run").disabled = true;
+  try {
+    const r = await api("POST", "v1/clusters/run");
+    say(`${r.clusters} people; ${r.new_faces} new face(s), ${r.joined} joined known people, ${r.new_clusters} new.`);
+    await load();
+  } catch (err) { say(err.message, true); }
+  $("run").disabled = false;
+});
+
+$("merge").addEventListener("click", async () => {
+  const ids = [...state.selected];
+  const body = new FormData();
+  body.append("ids", ids.join(","));
+  try {
+    const r = await api("POST", "v1/clusters/merge", body);
+    say(`merged into cluster ${r.id} (${r.faces} faces).`);
+    await load();
+  } catch (err) { say(err.message, true); }
+});
+
+$("more").addEventListener("click", () => load(false));
+$("api-key").value = state.key;
+$("api-key-save").addEventListener("click", () => {
+  state.key = $("api-key").value.trim();
+  sessionStorage.setItem("facetwin-key", state.key);
+  $("key-bar").hidden = true;
+  load();
+});
+load();
