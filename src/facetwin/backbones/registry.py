@@ -25,7 +25,13 @@ def _vggface(**options) -> Backbone:
     return VGGFaceBackbone(**options)
 
 
-_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface}
+def _dlib(**options) -> Backbone:
+    from facetwin.backbones.dlib import DlibBackbone
+
+    return DlibBackbone(**options)
+
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface, "dlib": _dlib}
 
 
 def backbone_names() -> list[str]:

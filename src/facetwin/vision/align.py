@@ -109,6 +109,10 @@ def _reduce(image: np.ndarray, box, landmarks: np.ndarray, size: int):
 
 def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     """The crop of ``face`` (a :class:`facetwin.vision.detect.Face`) for an ``InputSpec`` alignment."""
+    if alignment == "dlib":  # dlib's chip (it shrinks large faces itself)
+        from .dlib_chip import face_chip
+
+        return face_chip(image, face.landmarks, size=size)
     image, box, landmarks = _reduce(image, face.box, face.landmarks, size)
     if alignment == "five_point":
         return five_point(image, landmarks, size)

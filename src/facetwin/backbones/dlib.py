@@ -1,0 +1,167 @@
+"""dlib's face recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``) in PyTorch: 150×150 chips → 128-d.
+
+The network, as dlib defines it (``dnn_face_recognition_ex.cpp``), in forward order:
+
+- input: RGB minus the mean pixel stored in the file (122.782, 117.001, 104.298), divided by 256;
+- stem: 7×7 convolution, 32 filters, stride 2, no padding; affine; relu; 3×3 max pool, stride 2, no padding;
+- five stages of residual blocks (channels × blocks): 32×3, 64×4, 128×3, 256×3, 256×1. A block is
+  ``relu(conv(relu(conv(x))) + skip(x))`` with 3×3 convolutions (each followed by an affine layer, folded into it
+  here). The first block of every stage but the first downsamples: its first convolution has stride 2 and no
+  padding, and its skip path is a 2×2 average pool, stride 2. dlib adds tensors of different shapes by padding
+  the smaller one with zeros at the end of every dimension (more channels; 3×3 + 4×4 → 4×4), and so does this;
+- global average pool, then a 128×256 linear layer without bias: the descriptor.
+
+dlib compares descriptors by Euclidean distance (0.6 is its usual threshold). The trunk here is the descriptor;
+the pretrained head is L2 normalisation, with cosine distance (calibrated on lfw-dev, see ``CALIBRATION``).
+
+The weights are read from the ``.dat`` of the ``face-recognition-models`` wheel by facetwin's own parser
+(:mod:`facetwin.backbones.dlib_weights`) and cached as safetensors; dlib itself is not needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from facetwin.backbones import dlib_weights as W
+from facetwin.backbones.base import Backbone, Calibration, InputSpec
+from facetwin.backbones.layers import L2Normalize
+from facetwin.core import precision as _precision
+from facetwin.errors import FacetwinError
+from facetwin.vision.dlib_chip import PADDING, YUNET_TEMPLATE
+
+CHIP_SIZE = 150
+BATCH_SIZE = 32
+
+
+def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` where the smaller tensor is zero-padded at the end of channels, rows and columns (dlib's add)."""
+    if a.shape == b.shape:
+        return a + b
+    c, h, w = (max(x, y) for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, w - t.shape[3], 0, h - t.shape[2], 0, c - t.shape[1]))
+
+    return pad(a) + pad(b)
+
+
+class ResidualBlock(nn.Module):
+    """dlib's ``ares`` (``down=False``) or ``ares_down`` (stride 2, average-pool skip) with folded affines."""
+
+    def __init__(self, inputs: int, channels: int, down: bool) -> None:
+        super().__init__()
+        self.down = down
+        self.conv1 = nn.Conv2d(inputs, channels, 3, stride=2 if down else 1, padding=0 if down else 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(F.relu(self.conv1(x)))
+        skip = F.avg_pool2d(x, 2, 2) if self.down else x
+        return F.relu(_add_padded(y, skip))
+
+
+class DlibResNet(nn.Module):
+    """The whole network: ``(N, 3, 150, 150)`` RGB float 0–255 → ``(N, 128)`` dlib descriptors.
+
+    ``stages[4]`` is the last residual stage (dlib's ``alevel0``), ``fc`` the final linear layer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean_rgb", torch.zeros(3))
+        self.stem = nn.Conv2d(3, 32, 7, stride=2)
+        stages, inputs = [], 32
+        for channels, blocks, down in W.STAGES:
+            stages.append(nn.Sequential(*(ResidualBlock(inputs if i == 0 else channels, channels, down and i == 0)
+                                          for i in range(blocks))))
+            inputs = channels
+        self.stages = nn.ModuleList(stages)
+        self.fc = nn.Linear(inputs, W.EMBEDDING_DIM, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean_rgb.view(1, 3, 1, 1)) / 256.0
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        for stage in self.stages:
+            x = stage(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def load_network(dat: str | None = None) -> tuple[DlibResNet, str]:
+    """A :class:`DlibResNet` in eval mode with the weights of ``dat`` (default: the wheel's file), and its SHA-256."""
+    loaded = W.load(dat)
+    network = DlibResNet()
+    network.load_state_dict(loaded.state_dict)
+    return network.eval(), loaded.sha256
+
+
+class DlibBackbone(Backbone):
+    """dlib's ResNet as a facetwin backbone: dlib's 150×150 chips (from YuNet landmarks) → 128-d, batched."""
+
+    name = "dlib"
+    input = InputSpec(CHIP_SIZE, "dlib")
+    distance = "cosine"
+    feature_dim = W.EMBEDDING_DIM
+    embedding_dim = W.EMBEDDING_DIM
+    calibration = Calibration(threshold=float("nan"), slope=float("nan"), intercept=float("nan"))
+
+    def __init__(self, precision: str = "fp32", batch_size: int = BATCH_SIZE, weights: str | None = None) -> None:
+        if precision not in ("auto", "fp32"):
+            raise FacetwinError(f"the dlib backbone runs in float32 only; precision '{precision}' is not available.")
+        self.precision = "fp32"
+        self.batch_size = max(1, int(batch_size))
+        _precision.configure_cpu()
+        self.network, self.weights_sha256 = load_network(weights)
+        self.network.requires_grad_(False).to(memory_format=torch.channels_last)
+
+    def _tensor(self, crops: np.ndarray) -> torch.Tensor:
+        if crops.shape[1:3] != (CHIP_SIZE, CHIP_SIZE):
+            import cv2
+
+            crops = np.stack([cv2.resize(c, (CHIP_SIZE, CHIP_SIZE), interpolation=cv2.INTER_AREA) for c in crops])
+        return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()  # channels-last view
+
+    def trunk(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+            raise FacetwinError(
+                f"the dlib backbone expects RGB uint8 chips of shape (N, 150, 150, 3), got {crops.dtype} "
+                f"{tuple(crops.shape)}."
+            )
+        out = np.empty((len(crops), self.feature_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                batch = self._tensor(crops[start : start + self.batch_size])
+                out[start : start + len(batch)] = self.network(batch).numpy()
+        return out
+
+    def pretrained_head(self) -> torch.nn.Module:
+        return L2Normalize().eval()
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        features = self.trunk(crops)
+        return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "file": W.MODEL_FILE,
+            "preprocess": "rgb 0-255 minus the file's mean pixel, /256",
+            "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "input": {
+                "size": self.input.size,
+                "alignment": self.input.alignment,
+                "padding": PADDING,
+                "yunet_template": YUNET_TEMPLATE.round(4).tolist(),
+            },
+            "runtime": "pytorch fp32 (affines folded into convolutions)",
+        }
+
+    def __repr__(self) -> str:
+        return f"DlibBackbone(weights={self.weights_sha256[:12]}, threshold={self.calibration.threshold})"
