@@ -21,6 +21,7 @@ from facetwin.errors import FacetwinError
 from facetwin.training.curves import plot_curves
 from facetwin.training.features import face_policy
 from facetwin.training.siamese import Siamese, build_head
+from facetwin.training.trainable import cut_backbone
 
 FORMAT = "facetwin-run"
 VERSION = 1
@@ -114,6 +115,8 @@ def load_siamese(run_dir, backbone=None):
     hp = doc["hyperparameters"]
     if backbone is None:
         backbone = make_backbone(doc["backbone"]["name"], doc["backbone"]["options"].get("weights"))
+    if hp.get("trainable_from") is not None and not hasattr(backbone, "make_tail"):
+        backbone = cut_backbone(backbone, hp["trainable_from"])  # frozen part; the trained layers load below
     if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
         raise FacetwinError(
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "

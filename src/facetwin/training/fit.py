@@ -24,6 +24,7 @@ from facetwin.training import checkpoint as ckpt_io
 from facetwin.training.config import TrainConfig
 from facetwin.training.pairs import PairPlan, epoch_rng
 from facetwin.training.siamese import Siamese, bce_loss, build_head, contrastive_loss, euclidean, fit_logistic, log_loss
+from facetwin.training.trainable import tail_parameters
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,14 @@ def _val_metrics(model, x, plan: PairPlan, precision) -> dict:
 
 
 def _optimizer(model: Siamese, c: TrainConfig) -> torch.optim.Optimizer:
-    head_params = [p for p in model.head.parameters() if p.requires_grad]
+    tail = {id(p) for p in tail_parameters(model.head)}
+    head_params = [p for p in model.head.parameters() if p.requires_grad and id(p) not in tail]
     groups = [
         {"params": head_params, "weight_decay": c.weight_decay},
         {"params": list(model.logistic.parameters()), "weight_decay": 0.0},
     ]
+    if tail:  # pretrained trunk layers: a lower learning rate, no decay toward zero
+        groups.append({"params": tail_parameters(model.head), "weight_decay": 0.0, "lr": c.trunk_lr})
     cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
     try:
         return cls(groups, fused=True, lr=c.lr)

@@ -13,12 +13,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE, make_backbone
+from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.errors import FacetwinError
 from facetwin.training.artifact import save_run
 from facetwin.training.config import TrainConfig
 from facetwin.training.dataset import load_dataset
 from facetwin.training.fit import fit
+from facetwin.training.trainable import training_backbone
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def train(
     if (out / "model.json").exists() and not resume:
         raise FacetwinError(f"{out}: already holds a trained model; choose another --out or pass --resume.")
     out.mkdir(parents=True, exist_ok=True)
-    bb = make_backbone(config.backbone, config.weights)
+    bb = training_backbone(config)
     data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress)
     rep = data.report()
     log.info(
