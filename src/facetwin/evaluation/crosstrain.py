@@ -123,6 +123,7 @@ def cross_train_evaluate(
                 "kept_epoch": result.summary.get("kept_epoch"),
                 "val_auc": result.summary.get("val_auc"),
                 "initial_val_auc": result.summary.get("initial_val_auc"),
+                "epoch_seconds": result.summary.get("epoch_seconds"),
             }
         )
     report = _report(distances[usable], same[usable], fold[usable], per_fold)

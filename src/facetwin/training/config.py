@@ -60,7 +60,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
     trainable_from: str | None = None  # trunk layers from this cut on train too (training/trainable.py)
-    trunk_lr: float | None = None  # learning rate of those pretrained layers (default: lr / 10)
+    trunk_lr: float | None = None  # learning rate of those pretrained layers (default: lr / 10; 0 = frozen)
     augment: int = 0  # augmented variants per image (training/augment.py); 0 = none
     augment_degrade: str | None = None  # comma-separated shifts of training/degrade.py added to the augmentation
 
@@ -98,8 +98,8 @@ class TrainConfig:
             c.trainable_from = str(c.trainable_from)
             if c.trunk_lr is None:
                 c.trunk_lr = c.lr / 10
-        if c.augment < 0 or (c.trunk_lr is not None and c.trunk_lr <= 0):
-            raise FacetwinError("--augment must be >= 0 and --trunk-lr > 0.")
+        if c.augment < 0 or (c.trunk_lr is not None and c.trunk_lr < 0):
+            raise FacetwinError("--augment must be >= 0 and --trunk-lr >= 0 (0 keeps the trunk layers frozen).")
         if c.precision == "auto":
             c.precision = auto_head_precision(c.backbone)
         if not (0.0 <= c.val_fraction < 1.0):

@@ -6,11 +6,13 @@ storing) only the missing ones. The key of one entry is
 
     sha256(image bytes)  inside a folder named by  sha256(canonical JSON of backbone.describe() + face policy)
 
-so a change of weights, preprocessing, split point or detection/alignment policy never reuses stale
-features. Every image is stored with the face that was used: the detected (largest) face when there is
-one, otherwise the centre crop together with the note ``"no face found: centre crop used"``; what to do
-with face-less photos (error, centre crop, skip) is decided when the features are used, so one cache
-serves every ``--no-face`` policy. Entries are single ``.npz`` files written atomically (temp + rename).
+so a change of weights, preprocessing, split point (``--trainable-from`` cut) or detection/alignment policy
+never reuses stale features; augmented copies of the crops (``training/augment.py``) add the augmentation and
+the copy number to the folder's key. Every image is stored with the face that was used: the detected
+(largest) face when there is one, otherwise the centre crop together with the note
+``"no face found: centre crop used"``; what to do with face-less photos (error, centre crop, skip) is
+decided when the features are used, so one cache serves every ``--no-face`` policy. Entries are single
+``.npz`` files written atomically (temp + rename).
 """
 
 from __future__ import annotations
@@ -45,21 +47,24 @@ def face_policy(backbone) -> dict:
     }
 
 
-def cache_key(backbone) -> str:
-    """Folder name for one backbone + face policy (sha256 of their canonical JSON, 24 hex digits)."""
-    text = canonical_json({"backbone": backbone.describe(), "policy": face_policy(backbone)})
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def _key_doc(backbone, augment=None, variant: int = 0) -> dict:
+    doc = {"backbone": backbone.describe(), "policy": face_policy(backbone)}
+    if augment is not None and variant:  # augmented copies of the crops (training/augment.py), copy ``variant``
+        doc["augment"] = {**augment.describe(), "variant": int(variant)}
+    return doc
 
 
-def cache_dir(backbone) -> Path:
-    """Where this backbone's features live (created, with a ``key.json`` saying what they are)."""
-    folder = paths.home() / "features" / cache_key(backbone)
+def cache_key(backbone, augment=None, variant: int = 0) -> str:
+    """Folder name for one backbone + face policy (+ augmented copy): sha256 of their canonical JSON, 24 hex."""
+    return hashlib.sha256(canonical_json(_key_doc(backbone, augment, variant)).encode()).hexdigest()[:24]
+
+
+def cache_dir(backbone, augment=None, variant: int = 0) -> Path:
+    """Where these features live (created, with a ``key.json`` saying what they are)."""
+    folder = paths.home() / "features" / cache_key(backbone, augment, variant)
     key_file = folder / "key.json"
     if not key_file.exists():
-        paths.atomic_write_text(
-            key_file,
-            json.dumps({"backbone": backbone.describe(), "policy": face_policy(backbone)}, indent=2, default=str),
-        )
+        paths.atomic_write_text(key_file, json.dumps(_key_doc(backbone, augment, variant), indent=2, default=str))
     return folder
 
 
@@ -103,11 +108,16 @@ def extract_features(
     batch_size: int = 32,
     progress: bool = True,
     desc: str = "trunk features",
+    augment=None,
+    variant: int = 0,
 ) -> FeatureSet:
-    """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal."""
+    """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal.
+
+    With ``augment`` and ``variant`` > 0, the features of augmented copy ``variant`` of every crop (cached apart).
+    """
     start = time.perf_counter()
     names = [str(f) for f in files]
-    folder = cache_dir(backbone)
+    folder = cache_dir(backbone, augment, variant)
     dim = int(backbone.feature_dim)
     result = FeatureSet(
         files=names, features=np.full((len(names), dim), np.nan, np.float32), ok=np.zeros(len(names), bool)
@@ -147,7 +157,10 @@ def extract_features(
         for batch in crop_batches(uncached(), backbone.input, batch_size=batch_size, no_face="center"):
             result.failed += [(names[misses[i][0]], message) for i, message in batch.failed]
             if batch.rows:
-                feats = np.asarray(backbone.trunk(np.stack(batch.crops)), dtype=np.float32)
+                crops = np.stack(batch.crops)
+                if augment is not None and variant:
+                    crops = augment.batch(crops, variant)
+                feats = np.asarray(backbone.trunk(crops), dtype=np.float32)
                 result.trunk_calls += 1
                 if feats.shape != (len(batch.rows), dim):
                     raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")

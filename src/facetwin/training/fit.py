@@ -127,6 +127,10 @@ def _train_epoch(model: Siamese, optimizer, x, plan: PairPlan, c: TrainConfig, e
     a, b, y = plan.train_pairs(epoch)
     perm = epoch_rng(c.seed, epoch, stream=2).permutation(len(a))
     ta, tb, ty = torch.from_numpy(a[perm]), torch.from_numpy(b[perm]), torch.from_numpy(y[perm])
+    if x.dim() == 3:  # a bank of augmented copies (row 0 clean): each pair side draws one copy
+        va, vb = torch.from_numpy(epoch_rng(c.seed, epoch, stream=3).integers(0, x.shape[0], size=(2, len(a))))
+        ta, tb = va * x.shape[1] + ta, vb * x.shape[1] + tb
+        x = x.reshape(-1, x.shape[2])
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
@@ -166,14 +170,26 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch=None,
+    augmented: np.ndarray | None = None,
 ) -> FitResult:
-    """Train a Siamese head on feature rows with person ``labels``; see the module docstring."""
+    """Train a Siamese head on feature rows with person ``labels``; see the module docstring.
+
+    ``augmented`` ``(V, N, D)``: features of ``V`` augmented copies of every row (``training/augment.py``);
+    training pairs then draw the clean row or a copy, validation stays clean.
+    """
     c = config.resolved()
     x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     labels = np.asarray(labels)
     plan = PairPlan(labels, c)
     torch.manual_seed(c.seed)
     model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed))
+    full, bank = model, None
+    if augmented is not None and len(augmented):
+        bank = torch.cat([x[None], torch.as_tensor(np.ascontiguousarray(augmented, dtype=np.float32))])
+    if c.trunk_lr == 0 and getattr(model.head, "has_tail", False):
+        if bank is not None:
+            bank = torch.stack([_run_frozen_tail(model, v)[0] for v in bank])
+        x, model = _run_frozen_tail(model, x)
     start_time = time.perf_counter()
     initial, margin = _start(model, x, plan, c)
     history: list[dict] = [initial]
@@ -199,7 +215,7 @@ def fit(
         bar = tqdm(total=c.epochs, initial=start_epoch - 1, desc="epochs", unit="epoch", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, c.epochs + 1):
-            row = _train_epoch(model, optimizer, x, plan, c, epoch, margin)
+            row = _train_epoch(model, optimizer, x if bank is None else bank, plan, c, epoch, margin)
             row.update(_val_metrics(model, x, plan, c.precision))
             if row.get("val_auc", -math.inf) > best["auc"]:
                 best = {"epoch": epoch, "auc": row["val_auc"], "state": _state_copy(model)}
@@ -219,7 +235,20 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    return _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
+    result = _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
+    result.model = full.eval()  # shares its parameters with the model trained (the same one without a frozen tail)
+    return result
+
+
+def _run_frozen_tail(model: Siamese, x: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, Siamese]:
+    """Trunk layers after a cut kept frozen (``trunk_lr = 0``): run them once on every row, then train the head
+    alone on their output; the returned network shares the head and logistic unit of ``model``."""
+    tail = model.head[0].eval().requires_grad_(False)
+    with torch.inference_mode():
+        out = torch.cat([tail(x[s : s + chunk]) for s in range(0, len(x), chunk)]) if len(x) else x
+    inner = Siamese(model.head[1:])
+    inner.logistic = model.logistic
+    return out.clone(), inner
 
 
 def _finish(model, x, labels, plan: PairPlan, c: TrainConfig, history, best, margin, seconds) -> FitResult:
@@ -237,6 +266,7 @@ def _finish(model, x, labels, plan: PairPlan, c: TrainConfig, history, best, mar
         "kept_epoch": kept,
         "keep_rule": c.keep if plan.has_val else "final",
         "train_seconds": seconds,
+        "epoch_seconds": float(np.mean([h["seconds"] for h in history[1:]])) if len(history) > 1 else None,
         "train_images": int(len(train_rows)),
         "train_people": int(len(np.unique(labels[train_rows]))),
         "contrastive_margin": margin if c.loss == "contrastive" else None,
