@@ -22,9 +22,15 @@ def register(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per person")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, choices=["sface", "vggface"], help="frozen backbone (default sface)"
+        "--backbone", default=DEFAULT_BACKBONE, choices=["sface", "vggface", "dlib"], help="backbone (default sface)"
     )
     add_training_options(p)
+    p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="the recipe the domain-shift benchmark found best for this backbone (cut, learning rates, epochs); "
+        "keeps the best epoch by held-out AUC and falls back to the frozen backbone when fine-tuning does not help",
+    )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -35,6 +41,10 @@ def run(args) -> int:
 
     configure_torch(args.threads)
     options = training_options(args)
+    if args.adapt:
+        from facetwin.training.adapt import adapt_options
+
+        options = adapt_options(args.backbone, options)
     summary = train(
         args.data_dir,
         args.out,
@@ -53,6 +63,7 @@ def run(args) -> int:
         "val_auc",
         "initial_val_auc",
         "train_seconds",
+        "adapt",
     )
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
     print(f"model written to {args.out} (model.json, head.safetensors, metrics.json, curves.png)")

@@ -63,6 +63,7 @@ class TrainConfig:
     trunk_lr: float | None = None  # learning rate of those pretrained layers (default: lr / 10; 0 = frozen)
     augment: int = 0  # augmented variants per image (training/augment.py); 0 = none
     augment_degrade: str | None = None  # comma-separated shifts of training/degrade.py added to the augmentation
+    adapt: bool = False  # the --adapt recipe (training/adapt.py): never ends worse than the frozen backbone
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset, then the backbone's defaults."""

@@ -195,6 +195,7 @@ def fit(
     history: list[dict] = [initial]
     optimizer = _optimizer(model, c)
     best = {"epoch": 0, "auc": initial.get("val_auc", -1.0), "state": _state_copy(model)}
+    initial_state = best["state"]  # epoch 0: the frozen backbone itself (deterministic, so also valid on resume)
     start_epoch = 1
     ckpt_path = Path(checkpoint) if checkpoint else None
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -235,6 +236,10 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+    if c.adapt and plan.has_val and best["epoch"] > 0:
+        kept_row = next(h for h in history if h["epoch"] == best["epoch"])
+        if kept_row.get("val_best_accuracy", 1.0) < history[0].get("val_best_accuracy", 0.0):
+            best = {"epoch": 0, "auc": history[0].get("val_auc"), "state": initial_state}  # better AUC, worse accuracy
     result = _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
     result.model = full.eval()  # shares its parameters with the model trained (the same one without a frozen tail)
     return result
