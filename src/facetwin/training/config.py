@@ -99,6 +99,12 @@ class TrainConfig:
             c.trainable_from = str(c.trainable_from)
             if c.trunk_lr is None:
                 c.trunk_lr = c.lr / 10
+        if c.augment_degrade:
+            from facetwin.training.degrade import SHIFTS
+
+            bad = [x for x in c.augment_degrade.split(",") if x.strip() and x.strip() not in SHIFTS]
+            if bad:
+                raise FacetwinError(f"unknown --augment-degrade shift '{bad[0]}'; choose from {', '.join(SHIFTS)}.")
         if c.augment < 0 or (c.trunk_lr is not None and c.trunk_lr < 0):
             raise FacetwinError("--augment must be >= 0 and --trunk-lr >= 0 (0 keeps the trunk layers frozen).")
         if c.precision == "auto":
