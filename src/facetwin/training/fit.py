@@ -183,13 +183,8 @@ def fit(
     plan = PairPlan(labels, c)
     torch.manual_seed(c.seed)
     model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed))
-    full, bank = model, None
-    if augmented is not None and len(augmented):
-        bank = torch.cat([x[None], torch.as_tensor(np.ascontiguousarray(augmented, dtype=np.float32))])
-    if c.trunk_lr == 0 and getattr(model.head, "has_tail", False):
-        if bank is not None:
-            bank = torch.stack([_run_frozen_tail(model, v)[0] for v in bank])
-        x, model = _run_frozen_tail(model, x)
+    full = model
+    model, x, bank = _prepare(model, x, augmented, c)
     start_time = time.perf_counter()
     initial, margin = _start(model, x, plan, c)
     history: list[dict] = [initial]
@@ -243,6 +238,18 @@ def fit(
     result = _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
     result.model = full.eval()  # shares its parameters with the model trained (the same one without a frozen tail)
     return result
+
+
+def _prepare(model: Siamese, x: torch.Tensor, augmented, c: TrainConfig):
+    """``(model, x, bank)`` to train: the bank of augmented rows (row 0 clean) or None; a frozen tail run once."""
+    bank = None
+    if augmented is not None and len(augmented):
+        bank = torch.cat([x[None], torch.as_tensor(np.ascontiguousarray(augmented, dtype=np.float32))])
+    if c.trunk_lr == 0 and getattr(model.head, "has_tail", False):
+        if bank is not None:
+            bank = torch.stack([_run_frozen_tail(model, v)[0] for v in bank])
+        x, model = _run_frozen_tail(model, x)
+    return model, x, bank
 
 
 def _run_frozen_tail(model: Siamese, x: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, Siamese]:
