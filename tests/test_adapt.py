@@ -171,3 +171,25 @@ def test_vggface_trainable_from_33_trains_fc7_too(fixture_weights):
     tail = list(result.model.head[0].parameters())
     assert any(not torch.equal(a, b) for a, b in zip(tail, tail0, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(cb.base._trunk.parameters(), before, strict=True))
+
+
+def test_fit_draws_augmented_rows_and_a_frozen_tail_trains_nothing_below(dlib):
+    """Augmented copies feed training (validation stays clean); trunk_lr 0 keeps the layers after the cut as they
+    were, and the model returned still maps cut features (tail included)."""
+    from facetwin.training.config import TrainConfig
+    from facetwin.training.fit import fit
+    from facetwin.training.trainable import cut_backbone
+
+    cb = cut_backbone(dlib, "fc")
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(40, cb.feature_dim))).astype(np.float32)
+    labels = np.repeat(np.arange(10), 4)
+    aug = (x[None] + 0.1 * np.abs(rng.normal(size=(2, *x.shape)))).astype(np.float32)
+    tuned = fit(x, labels, cb, TrainConfig(backbone="dlib", trainable_from="fc", epochs=2), progress=False,
+                augmented=aug)
+    assert len(tuned.history) == 3 and "val_auc" in tuned.history[-1]
+    frozen = fit(x, labels, cb, TrainConfig(backbone="dlib", trainable_from="fc", trunk_lr=0.0, epochs=2),
+                 progress=False, augmented=aug)
+    assert torch.equal(frozen.model.head[0].fc.weight, cb.make_tail().fc.weight)
+    with torch.inference_mode():
+        assert frozen.model.embed(torch.from_numpy(x[:2])).shape == (2, 128)
