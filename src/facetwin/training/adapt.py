@@ -14,11 +14,14 @@ import logging
 
 log = logging.getLogger(__name__)
 
-# Measured with benchmarks/domain_shift.py (README, "Domain shift"); sface has no trainable trunk (ONNX).
+# dlib: the configuration benchmarks/domain_shift.py ran on every shift (README, "Domain shift"); its models kept
+# epochs 2-8, so 8 epochs with the best one kept. No configuration there removed 30 % of the errors, so the
+# fallback below matters more than the recipe. vggface: the paper's cut (real weights are not on the machine that
+# measured, so not benchmarked); sface has no trainable trunk layers (ONNX): --adapt trains its head only.
 RECIPES: dict[str, dict] = {
-    "dlib": {"trainable_from": "stage4", "lr": 1e-3, "trunk_lr": 1e-4, "epochs": 5},
-    "vggface": {"trainable_from": "34", "lr": 1e-4, "epochs": 20},
-    "sface": {"lr": 1e-4, "epochs": 20},
+    "dlib": {"trainable_from": "fc", "lr": 1e-3, "trunk_lr": 1e-4, "epochs": 8},
+    "vggface": {"trainable_from": "34", "epochs": 20},
+    "sface": {"epochs": 20},
 }
 
 
