@@ -44,6 +44,19 @@ def _paper_deviations(config) -> list[str]:
     return notes
 
 
+def _trainable_trunk(model, config) -> dict | None:
+    """The trunk layers after the cut that trained with the head (saved in head.safetensors as ``head.0.*``)."""
+    if config.trainable_from is None:
+        return None
+    tail = model.head[0]
+    return {
+        "from": config.trainable_from,
+        "lr": config.trunk_lr,
+        "parameters": int(sum(p.numel() for p in tail.parameters())),
+        "frozen": config.trunk_lr == 0,
+    }
+
+
 def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
     """Write ``model.json``, ``head.safetensors``, ``metrics.json`` and ``curves.png`` into ``run_dir``."""
     run_dir = Path(run_dir)
@@ -71,6 +84,7 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
             "embedding_dim": config.embedding_dim,
             "output_dim": out_dim,
             "trainable_parameters": int(sum(p.numel() for p in model.head.parameters() if p.requires_grad)),
+            "trainable_trunk": _trainable_trunk(model, config),
             "distance": "euclidean",
             "distance_formula": "sqrt(max(sum((a-b)^2), 1e-7))",
             "logistic": {"slope": model.slope, "intercept": model.intercept, "formula": "sigmoid(slope*d + intercept)"},
