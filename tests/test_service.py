@@ -232,8 +232,9 @@ def test_api_key(model):
         files = {"a": photo("obama/obama.jpg"), "b": photo("obama/obama1.jpg")}
         r = c.post("/v1/verify", files=files)
         assert r.status_code == 401 and r.json()["error"].startswith("this server needs an API key")
-        assert c.get("/healthz").status_code == 401
+        assert c.get("/healthz").json() == {"status": "ok", "api_key_required": True}  # public, says no more
         assert c.get("/v1/people").status_code == 401
+        assert c.get("/openapi.json").status_code == 401
         r = c.post("/v1/verify", files=files, headers={"X-API-Key": "wrong"})
         assert r.status_code == 401 and "wrong API key" in r.json()["error"]
         assert c.post("/v1/verify", files=files, headers={"X-API-Key": "s3cret"}).json()["same"] is True
@@ -253,8 +254,8 @@ def test_api_key_from_environment(model, monkeypatch):
     reloaded = importlib.reload(service_app)
     try:
         with running(reloaded.create_app(model)) as base:
-            assert httpx.get(base + "/healthz").status_code == 401
-            assert httpx.get(base + "/healthz", headers={"X-API-Key": "from-env"}).status_code == 200
+            assert httpx.get(base + "/v1/people").status_code == 401
+            assert "model" in httpx.get(base + "/healthz", headers={"X-API-Key": "from-env"}).json()
     finally:
         monkeypatch.delenv("FACETWIN_API_KEY")
         importlib.reload(service_app)

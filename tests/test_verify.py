@@ -67,8 +67,8 @@ def test_sface_description_and_calibration(model):
     assert doc["input"] == {"size": 112, "alignment": "five_point"}
     assert model.distance == "cosine" and 0.3 < model.threshold < 1.0 and model.slope < 0
     assert len(model.fingerprint) == 64 and facetwin.load("sface").fingerprint == model.fingerprint
-    with pytest.raises(FacetwinError, match="float32"):
-        SFace(precision="bf16")
+    with pytest.raises(FacetwinError, match="unknown sface precision"):
+        SFace(precision="int8")
 
 
 # ------------------------------------------------------------------ verification on real photos

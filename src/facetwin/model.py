@@ -254,7 +254,7 @@ def from_backbone(backbone: Backbone, *, threshold: float | None = None) -> Mode
         slope=cal.slope,
         intercept=cal.intercept,
         description=description,
-        source=backbone.name,
+        source=backbone.source,
     )
 
 

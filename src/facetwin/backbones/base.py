@@ -69,6 +69,11 @@ class Backbone(ABC):
         must compute identical trunk features.
         """
 
+    @property
+    def source(self) -> str:
+        """How ``facetwin.load`` names this plain backbone again (``NAME[:flip]``)."""
+        return self.name
+
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """The pretrained head applied to trunk features: ``(N, embedding_dim)`` float32."""
         import torch

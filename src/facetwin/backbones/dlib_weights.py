@@ -133,13 +133,10 @@ class Layer:
 
 
 def _block(channels: int, down: bool) -> list[Layer]:
-    """dlib's ``ares`` / ``ares_down`` from the outside in."""
+    """dlib's ``ares`` / ``ares_down`` from the outside in (``ares_down`` skips through a 2×2 average pool)."""
+    skip = [Layer("avg_pool", (2, 2)), Layer("skip"), Layer("tag")] if down else []
     body = [Layer("affine"), Layer("con", (channels, 3, 1)), Layer("relu"), Layer("affine")]
-    body.append(Layer("con", (channels, 3, 2 if down else 1)))
-    if down:
-        return [Layer("relu"), Layer("add_prev"), Layer("avg_pool", (2, 2)), Layer("skip"), Layer("tag"), *body,
-                Layer("tag")]
-    return [Layer("relu"), Layer("add_prev"), *body, Layer("tag")]
+    return [Layer("relu"), Layer("add_prev"), *skip, *body, Layer("con", (channels, 3, 2 if down else 1)), Layer("tag")]
 
 
 def network_layers() -> list[Layer]:

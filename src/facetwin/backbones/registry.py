@@ -1,6 +1,9 @@
-"""Backbone registry: one entry point, ``get_backbone(name, **options)``, and the default name.
+"""Backbone registry: one entry point, ``get_backbone(name, tta=..., **options)``, and the default name.
 
-Each factory imports its backbone only when asked for, so choosing ``sface`` never imports torch.
+``name`` is one backbone (``sface``) or a ``+``-joined list (``sface+dlib``: a :class:`Composite`);
+``tta="flip"`` adds mirror averaging to each part (:class:`Flipped`). A model's *source* string writes the
+same as ``NAME[:flip]`` (what galleries record and ``facetwin.load`` accepts). Each factory imports its
+backbone only when asked for, so choosing ``sface`` never imports torch.
 """
 
 from __future__ import annotations
@@ -8,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from facetwin.backbones.base import Backbone
+from facetwin.backbones.calibrations import CALIBRATIONS
 from facetwin.errors import FacetwinError
 
 DEFAULT_BACKBONE = "sface"
+TTA_CHOICES = ("none", "flip")
 
 
 def _sface(**options) -> Backbone:
@@ -35,19 +40,57 @@ _REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vg
 
 
 def backbone_names() -> list[str]:
-    """Names accepted by :func:`get_backbone`."""
+    """Names accepted by :func:`get_backbone` (and any ``+``-joined list of them)."""
     return sorted(_REGISTRY)
 
 
-def get_backbone(name: str, **options) -> Backbone:
-    """Create the backbone ``name``; options are backbone-specific (weights file, precision, ...)."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise FacetwinError(f"unknown backbone '{name}'; choose one of: {', '.join(backbone_names())}.") from None
-    return factory(**options)
+def split_source(source: str) -> tuple[str, str]:
+    """``("sface+dlib", "flip")`` from ``"sface+dlib:flip"``; ``(name, "none")`` without a suffix."""
+    name, _, tta = str(source).partition(":")
+    return name, tta or "none"
 
 
-def make_backbone(name: str, weights: str | None = None) -> Backbone:
+def source_of(name: str, tta: str = "none") -> str:
+    """The source string of a plain model (see the module docstring)."""
+    return name if tta in (None, "none") else f"{name}:{tta}"
+
+
+def is_backbone_name(source: str) -> bool:
+    """Whether ``source`` names plain backbones (``sface``, ``sface+dlib``, ``dlib:flip``, ...)."""
+    name, tta = split_source(source)
+    return tta in TTA_CHOICES and all(part in _REGISTRY for part in name.split("+"))
+
+
+def get_backbone(name: str, tta: str | None = None, **options) -> Backbone:
+    """Create backbone ``name`` (``+``-joined: a composite; ``NAME:flip`` = ``tta="flip"``); options are
+    backbone-specific (weights file, precision, ...) and only for a single backbone."""
+    name, suffix = split_source(name)
+    tta = tta or suffix
+    if tta not in TTA_CHOICES:
+        raise FacetwinError(f"unknown test-time augmentation '{tta}'; choose one of: {', '.join(TTA_CHOICES)}.")
+    names = name.split("+")
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise FacetwinError(f"unknown backbone '{unknown[0]}'; choose one of: {', '.join(backbone_names())}.")
+    if len(names) > 1 and options:
+        raise FacetwinError(f"backbone options {sorted(options)} apply to a single backbone, not to {name}.")
+    parts = [_single(n, tta, **options) for n in names]
+    if len(parts) == 1:
+        return parts[0]
+    from facetwin.backbones.composite import Composite
+
+    return Composite(parts, CALIBRATIONS.get(source_of(name, tta)))
+
+
+def _single(name: str, tta: str, **options) -> Backbone:
+    backbone = _REGISTRY[name](**options)
+    if tta == "none":
+        return backbone
+    from facetwin.backbones.tta import Flipped
+
+    return Flipped(backbone, CALIBRATIONS.get(source_of(name, tta)))
+
+
+def make_backbone(name: str, weights: str | None = None, tta: str = "none") -> Backbone:
     """The backbone of a training run (``weights`` is the weights file, for backbones that take one)."""
-    return get_backbone(name, **({"weights": weights} if weights else {}))
+    return get_backbone(name, tta=tta, **({"weights": weights} if weights else {}))

@@ -178,7 +178,8 @@ def _write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dic
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    paths.remove_stale_temps(path)  # a killed import left its half-written copy (hundreds of MB)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=paths.temp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)

@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 
-from facetwin.cli import embed, evaluate, gallery, serve, train, verify, weights
+from facetwin.cli import embed, evaluate, export, find, gallery, index, serve, train, verify, weights
 from facetwin.errors import FacetwinError
 
-_GROUPS = (verify, embed, gallery, serve, train, evaluate, weights)
+_GROUPS = (verify, embed, gallery, index, find, serve, train, evaluate, export, weights)
 DESCRIPTION = (
-    "Face verification and recognition on a CPU: are two photos the same person, who is this, and training "
-    "the paper's Siamese network on your own faces. Works offline with the built-in SFace model."
+    "Face verification and recognition on a CPU: are two photos the same person, who is this, in which of my "
+    "photos is this person, and training the paper's Siamese network on your own faces. Works offline with the "
+    "built-in SFace model."
 )
 EPILOG = "Run `facetwin COMMAND --help` for the options of a command."
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.cli.options import add_model_arguments, add_no_face, model_from_args
-from facetwin.core.paths import atomic_write_bytes
+from facetwin.core.paths import atomic_write_bytes, output_file
 from facetwin.errors import FacetwinError
 
 
@@ -22,6 +22,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    output_file(args.out, "--out", ".npy")
     model = model_from_args(args)
     crops, rows = [], []
     for image in args.images:

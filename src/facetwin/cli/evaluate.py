@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
-from facetwin.cli.options import add_training_options, configure_torch, training_options
+from facetwin.cli.options import BACKBONE_HELP, add_training_options, configure_torch, training_options
 from facetwin.errors import FacetwinError
 
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", metavar="RUN_DIR", help="a trained run directory")
     source.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME", help="a plain backbone: sface (default) or vggface"
+        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME", help=BACKBONE_HELP
     )
     p.add_argument("--json", metavar="FILE", help="write the result as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="ROC and distance histograms with the threshold, as PNG")
@@ -35,8 +35,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from facetwin.core.paths import output_file
     from facetwin.evaluation.protocol import evaluate, summary, write_json
 
+    output_file(args.plot, "--plot", ".png")
+    output_file(args.json, "--json")
     configure_torch(args.threads)
     if args.cross_train:
         from facetwin.evaluation.crosstrain import cross_train_evaluate
@@ -60,7 +63,8 @@ def run(args) -> int:
         from facetwin.loading import load
 
         options = {"weights": args.weights} if args.weights and not args.model else {}
-        model = load(args.model or args.backbone, **options)
+        tta = None if args.model and args.tta == "none" else args.tta
+        model = load(args.model or args.backbone, tta=tta, **options)
         result = evaluate(
             args.pairs_file,
             args.images,

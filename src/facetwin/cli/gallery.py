@@ -30,12 +30,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_identify)
 
     p = subparsers.add_parser(
-        "gallery", help="list, remove or count the people of a gallery",
+        "gallery", help="list, remove or count the people of a gallery; import an index",
         description="list: the people and how many embeddings each has; stats: counts, model and search method; "
-        "remove PERSON: erase a person for good.",
+        "remove PERSON: erase a person for good; import INDEX_DIR: enrol the faces of an index whose folders are "
+        "named by person.",
     )
-    p.add_argument("action", choices=["list", "remove", "stats"])
-    p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove")
+    p.add_argument("action", choices=["list", "remove", "stats", "import"])
+    p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove (import: the INDEX_DIR)")
     _gallery_options(p, model=False)
     p.set_defaults(func=_manage)
 
@@ -62,6 +63,9 @@ def _enroll(args) -> int:
 
 
 def _identify(args) -> int:
+    from facetwin.core.validate import top_k
+
+    top_k(args.top_k)
     result = _open(args).identify(args.image, top_k=args.top_k)
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
@@ -73,6 +77,13 @@ def _identify(args) -> int:
 
 
 def _manage(args) -> int:
+    if args.action == "import":
+        from facetwin.collection.gallery_import import import_index
+
+        if not args.person:
+            raise FacetwinError("gallery import needs the INDEX_DIR to import.")
+        print(json.dumps(import_index(args.person, args.gallery)))
+        return 0
     gallery = _open(args)
     if args.action == "list":
         for person in gallery.people():

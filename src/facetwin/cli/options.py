@@ -7,9 +7,14 @@ import argparse
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.errors import FacetwinError
 
+TTA = ("none", "flip")  # = facetwin.backbones.registry.TTA_CHOICES
 CROP_NO_FACE = ("error", "center")  # = facetwin.vision.faces.NO_FACE_POLICIES (not imported: keeps --help fast)
 TRAIN_NO_FACE = (*CROP_NO_FACE, "skip")
-BACKBONE_HELP = f"plain pretrained backbone: {DEFAULT_BACKBONE} (default) or vggface"
+BACKBONE_HELP = (
+    f"plain pretrained backbone(s): {DEFAULT_BACKBONE} (default), dlib, vggface, or a '+'-joined list such as "
+    "sface+dlib (their normalised embeddings concatenated)"
+)
+TTA_HELP = "flip: average each face's embedding with its mirror image's (default none)"
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = True) -> None:
@@ -25,9 +30,11 @@ def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = Tr
             "--precision",
             choices=["auto", "fp32", "bf16", "bf16-all"],
             help="vggface trunk arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (fp32 through "
-            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32)",
+            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32); sface: auto = fp32 (onnxruntime) or bf16 "
+            "(OpenVINO, needs a CPU with bf16)",
         )
     p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
+    p.add_argument("--tta", choices=TTA, help=TTA_HELP)
 
 
 def model_from_args(args: argparse.Namespace):
@@ -43,7 +50,7 @@ def model_from_args(args: argparse.Namespace):
                 f"{args.model}: a trained run fixes its backbone, so {flags} cannot be used with --model."
             )
         configure_torch()
-        return load(args.model, threshold=threshold)
+        return load(args.model, threshold=threshold, tta=getattr(args, "tta", None))
     name = args.backbone or DEFAULT_BACKBONE
     if name == "sface":
         extra = sorted(set(options) - {"precision"})
@@ -53,7 +60,7 @@ def model_from_args(args: argparse.Namespace):
             )
     else:
         configure_torch()
-    return load(name, threshold=threshold, **options)
+    return load(name, threshold=threshold, tta=getattr(args, "tta", None), **options)
 
 
 def configure_torch(threads: int | None = None) -> None:
@@ -84,6 +91,7 @@ def add_no_face(p: argparse.ArgumentParser, *, training: bool = False) -> None:
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """The training choices shared by `facetwin train` and `facetwin evaluate --cross-train`."""
     p.add_argument("--weights", metavar="FILE", help="weights file of the backbone (vggface)")
+    p.add_argument("--tta", choices=TTA, default="none", help=TTA_HELP)
     p.add_argument(
         "--preset",
         choices=["paper"],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import socket
 
 from facetwin.cli.options import add_model_arguments, model_from_args
 from facetwin.errors import FacetwinError
@@ -14,33 +16,71 @@ GALLERY_HELP = (
 )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a port in use fails here, before anything says "serving"."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FacetwinError(f"cannot listen on {host}:{port} (unknown address: {exc.strerror or exc}).") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise FacetwinError(f"cannot listen on {host}:{port} ({exc.strerror or exc}).") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _return_memory_to_the_system() -> None:
+    """glibc: large buffers (decoded photos) always in their own mappings, given back when freed, and few
+    arenas; otherwise a long-running threaded server keeps the high-water mark of every burst as RSS."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB, fixed (no dynamic growth to 32 MiB)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from facetwin.core.paths import home
     from facetwin.service import create_app
+    from facetwin.service.protocol import HeaderTimeoutProtocol
 
-    if args.max_upload_mb <= 0:
-        raise FacetwinError(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}.")
+    if args.max_upload_mb <= 0 or not math.isfinite(args.max_upload_mb):
+        raise FacetwinError(f"--max-upload-mb must be a positive number, got {args.max_upload_mb:g}.")
     if not 0 < args.port < 65536:
         raise FacetwinError(f"--port must be between 1 and 65535, got {args.port}.")
-    from facetwin.core.paths import home
-
+    sock = _listen(args.host, args.port)
+    _return_memory_to_the_system()
     print(f"facetwin: loading model {args.model or args.backbone or 'sface'} ...", flush=True)
     model = model_from_args(args)
     gallery = args.gallery or home() / "galleries" / f"{model.fingerprint[:16]}.db"
+    key = os.environ.get("FACETWIN_API_KEY") or None
     app = create_app(
         model=model,
         gallery=gallery,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
-        api_key=os.environ.get("FACETWIN_API_KEY") or None,
+        api_key=key,
+        allowed_hosts=tuple(args.allow_host or ()),
+        index_path=args.index,
     )
     where = f"http://{args.host}:{args.port}/"
-    key = " (API key required: FACETWIN_API_KEY)" if os.environ.get("FACETWIN_API_KEY") else ""
-    print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){key}", flush=True)
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    except OSError as exc:
-        raise FacetwinError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}).") from None
+    note = " (API key required: FACETWIN_API_KEY)" if key else " (no API key: this machine's Host names only)"
+    config = uvicorn.Config(
+        app, http=HeaderTimeoutProtocol, log_level=args.log_level, timeout_keep_alive=5, limit_concurrency=256,
+        h11_max_incomplete_event_size=16384,
+    )
+    print(f"facetwin: serving {where} (API docs at {where}docs; gallery {gallery}){note}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -54,11 +94,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    add_model_arguments(p, backbone_flags=False)
     p.add_argument(
-        "--gallery", metavar="FILE",
-        help=GALLERY_HELP,
+        "--allow-host", action="append", metavar="NAME",
+        help="without an API key, also answer requests whose Host is NAME (repeatable; default: this machine's "
+        "names only, which stops DNS-rebinding pages)",
     )
+    add_model_arguments(p, backbone_flags=False)
+    p.add_argument("--gallery", metavar="FILE", help=GALLERY_HELP)
+    p.add_argument("--index", metavar="INDEX_DIR", help="a facetwin index for /v1/find (the photos a person is in)")
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"
     )

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per person")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, choices=["sface", "vggface", "dlib"], help="backbone (default sface)"
+        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
+        help="frozen backbone(s): sface (default), dlib, vggface, or a '+'-joined list such as sface+dlib"
     )
     add_training_options(p)
     p.add_argument(
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
         "keeps the best epoch by held-out AUC and falls back to the frozen backbone when fine-tuning does not help",
     )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in a RUN_DIR that holds a run or checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -52,6 +54,7 @@ def run(args) -> int:
         weights=args.weights,
         preset=args.preset,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.quiet,
         **options,
     )

@@ -31,6 +31,16 @@ def image_path(name: str, number: str) -> str:
     return f"{name}/{name}_{int(number):04d}.jpg"
 
 
+def _check_names(fields: list[str], path: Path, number: int) -> None:
+    """Person names are one folder name inside --images: no separators, no '..', nothing absolute."""
+    for name in fields[0::2] if len(fields) == 4 else fields[:1]:
+        if "/" in name or "\\" in name or name in (".", "..") or "\0" in name or ":" in name[:2]:
+            raise FacetwinError(
+                f"{path}, line {number}: the name '{name[:60]}' is not a folder name inside --images "
+                "(no '/', '\\' or '..')."
+            )
+
+
 def read_pairs(path: str | Path) -> PairsFile:
     """Parse a pairs file; a malformed line raises :class:`FacetwinError` naming the file and line."""
     path = Path(path)
@@ -58,6 +68,7 @@ def read_pairs(path: str | Path) -> PairsFile:
     for index, (number, fields) in enumerate(body):
         fold, position = divmod(index, 2 * per_fold)
         same = position < per_fold
+        _check_names(fields, path, number)
         try:
             if same and len(fields) == 3:
                 pairs.append(Pair(image_path(fields[0], fields[1]), image_path(fields[0], fields[2]), True, fold))

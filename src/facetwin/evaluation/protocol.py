@@ -8,6 +8,7 @@ backbone, reads the trunk's work from disk.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,26 +27,37 @@ from facetwin.training.features import extract_features
 EXAMPLES = 5  # how many problem files a message or report lists
 
 
-def evaluate(
+@dataclass
+class ScoredPairs:
+    """The distances of the usable pairs of a pairs file under one model, and what was left out."""
+
+    distances: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray
+    fold_count: int
+    images: int
+    skipped: int
+    no_face: list[str]
+    failed: list[tuple[str, str]]
+    cache: dict
+
+
+def score_pairs(
     pairs_file: str | Path,
     images_dir: str | Path,
+    model: Model,
     *,
-    model: Model | str | Path = DEFAULT_BACKBONE,
     skip_missing: bool = False,
     no_face: str = "center",
     batch_size: int = 32,
     progress: bool = True,
-    json_path: str | Path | None = None,
-    plot_path: str | Path | None = None,
-) -> dict:
-    """Embed every image of the pairs once, then score the pairs with the k-fold protocol.
+) -> ScoredPairs:
+    """Embed every image of the pairs once (through the trunk-feature cache) and measure each pair.
 
     Missing or unreadable images raise :class:`FacetwinError` listing the first few, unless
-    ``skip_missing`` drops their pairs (reported as ``skipped_pairs``).
+    ``skip_missing`` drops their pairs.
     """
-    started = time.perf_counter()
     pairs = read_pairs(pairs_file)
-    model = model if isinstance(model, Model) else load(model)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FacetwinError(f"{images_dir}: no such images folder.")
@@ -73,30 +85,64 @@ def evaluate(
         raise FacetwinError(f"{pairs_file}: no pair has two usable images.")
     a = embeddings[[row[p.a] for p in usable]]
     b = embeddings[[row[p.b] for p in usable]]
-    distances = model.distances(a, b)
-    same = np.array([p.same for p in usable])
-    folds = np.array([p.fold for p in usable])
-    report = verification_report(distances, same, folds)
+    return ScoredPairs(
+        distances=model.distances(a, b),
+        same=np.array([p.same for p in usable]),
+        folds=np.array([p.fold for p in usable]),
+        fold_count=pairs.folds,
+        images=len(files),
+        skipped=len(pairs.pairs) - len(usable),
+        no_face=[str(Path(f).relative_to(images_dir)) for f in fs.no_face],
+        failed=failed,
+        cache={"computed": fs.computed, "cached": fs.cached},
+    )
+
+
+def evaluate(
+    pairs_file: str | Path,
+    images_dir: str | Path,
+    *,
+    model: Model | str | Path = DEFAULT_BACKBONE,
+    skip_missing: bool = False,
+    no_face: str = "center",
+    batch_size: int = 32,
+    progress: bool = True,
+    json_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+) -> dict:
+    """Score every pair of ``pairs_file`` (see :func:`score_pairs`) with the k-fold protocol: the evaluation JSON."""
+    started = time.perf_counter()
+    model = model if isinstance(model, Model) else load(model)
+    scored = score_pairs(
+        pairs_file,
+        images_dir,
+        model,
+        skip_missing=skip_missing,
+        no_face=no_face,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    report = verification_report(scored.distances, scored.same, scored.folds)
     result = {
-        "pairs": len(usable),
-        "folds": pairs.folds,
+        "pairs": len(scored.distances),
+        "folds": scored.fold_count,
         "accuracy": report["accuracy"],
         "accuracy_std": report["accuracy_std"],
         "auc": report["auc"],
         "eer": report["eer"],
         "tar_at_far": report["tar_at_far"],
-        "images": len(files),
+        "images": scored.images,
         "no_face": {
-            "count": len(fs.no_face),
-            "files": [str(Path(f).relative_to(images_dir)) for f in fs.no_face[:EXAMPLES]],
+            "count": len(scored.no_face),
+            "files": scored.no_face[:EXAMPLES],
             "action": "centre crop used" if no_face == "center" else "image refused",
         },
-        "skipped_pairs": len(pairs.pairs) - len(usable),
-        "unusable_images": [{"file": f, "problem": m} for f, m in failed[:EXAMPLES]],
-        "embedding_cache": {"computed": fs.computed, "cached": fs.cached},
+        "skipped_pairs": scored.skipped,
+        "unusable_images": [{"file": f, "problem": m} for f, m in scored.failed[:EXAMPLES]],
+        "embedding_cache": scored.cache,
         "fold_accuracies": report["fold_accuracies"],
         "thresholds": report["thresholds"],
-        "protocol": "threshold of each fold chosen on the other folds; AUC and EER over all pairs",
+        "protocol": f"{_rule(scored.folds)}; AUC and EER over all pairs",
         "seconds": round(time.perf_counter() - started, 2),
         "model": model.description,
     }
@@ -104,8 +150,18 @@ def evaluate(
         write_json(result, json_path)
     if plot_path is not None:
         title = f"{Path(pairs_file).name}: accuracy {result['accuracy']:.4f} ± {result['accuracy_std']:.4f}"
-        save_report_plot(plot_path, distances, same, float(np.median(report["thresholds"])), title, result)
+        threshold = float(np.median(report["thresholds"]))
+        save_report_plot(plot_path, scored.distances, scored.same, threshold, title, result)
     return result
+
+
+HELD_OUT = "threshold of each fold chosen on the other folds"
+ONE_FOLD = "threshold chosen on the same pairs it is tested on (one fold: no held-out pairs, so optimistic)"
+
+
+def _rule(folds) -> str:
+    """How thresholds were chosen: on the other folds, or (one fold) on the very pairs tested."""
+    return HELD_OUT if np.unique(folds).size > 1 else ONE_FOLD
 
 
 def write_json(result: dict, path: str | Path) -> None:
@@ -116,7 +172,7 @@ def write_json(result: dict, path: str | Path) -> None:
 def summary(result: dict) -> str:
     """A few human lines about an evaluation result."""
     tar = result["tar_at_far"]
-    rule = "threshold chosen on the other folds"
+    rule = result.get("protocol", ONE_FOLD if result.get("folds") == 1 else HELD_OUT).split(";")[0]
     if "accuracy_kfold_threshold" in result:  # cross-trained: each fold at its own model's threshold
         rule = (
             f"each fold at its trained model's own threshold; {result['accuracy_kfold_threshold'] * 100:.2f} % "

@@ -8,8 +8,10 @@ anything was removed since (``remove`` also deletes the file, which holds copies
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -17,6 +19,7 @@ import numpy as np
 
 from facetwin.core.distances import from_search_scores
 from facetwin.core.paths import atomic_write_text
+from facetwin.gallery.erase import remove_temporaries
 
 M = 32  # graph degree
 EF_CONSTRUCTION = 80
@@ -44,11 +47,15 @@ class AnnIndex:
         return cls(index, ids, distance)
 
     @classmethod
-    def load_or_build(cls, gallery: Path, generation: int, removals: int, ids, vectors, distance: str) -> AnnIndex:
+    def load_or_build(
+        cls, gallery: Path, generation: int, removals: int, ids, vectors, distance: str, fence=None
+    ) -> AnnIndex:
         """The index for the gallery's current rows: the saved one, extended when rows were only added since it
-        was saved (no removal in between), else built afresh; whatever changed is saved atomically."""
+        was saved (no removal in between), else built afresh. What changed is saved only inside ``fence()``
+        (a context manager yielding whether no removal happened since ``ids`` were read), so a build that a
+        removal overtook never writes the removed vectors back to disk."""
         stamp = _read_stamp(gallery)
-        saved = _load_saved(gallery, stamp, removals, ids)
+        saved = _load_saved(gallery, stamp, removals, ids, vectors)
         grown = saved is None or saved.ntotal < len(ids)
         if saved is None:
             index = cls.build(vectors, ids, distance)
@@ -56,22 +63,19 @@ class AnnIndex:
             if grown:
                 saved.add(np.ascontiguousarray(vectors[saved.ntotal :], dtype=np.float32))
             index = cls(saved, ids, distance)
-        path, stamp_path = _files(gallery)
-        if grown:
-            tmp = f"{path}.tmp{os.getpid()}"
-            faiss.write_index(index.index, tmp)
-            os.replace(tmp, path)
         if grown or stamp.get("generation") != generation:
             last_id = int(ids[-1]) if len(ids) else None
             record = {"generation": generation, "removals": removals, "count": len(ids), "last_id": last_id}
-            atomic_write_text(stamp_path, json.dumps(record))
+            _save(gallery, index.index if grown else None, record, fence or contextlib.nullcontext)
         return index
 
     @staticmethod
     def discard(gallery: Path) -> None:
-        """Delete the saved index (it holds copies of the embeddings, e.g. of a person just removed)."""
+        """Delete the saved index and any temporary copy being written (they hold copies of the embeddings)."""
         for file in _files(gallery):
             file.unlink(missing_ok=True)
+        for prefix in (f"{gallery.name}.hnsw", f".{gallery.name}.hnsw"):
+            remove_temporaries(gallery.parent, prefix)
 
     @property
     def ef_search(self) -> int:
@@ -90,6 +94,25 @@ class AnnIndex:
         return rows, from_search_scores(scores, self.distance)
 
 
+def _save(gallery: Path, index, record: dict, fence) -> None:
+    """Write the index (when given) and its stamp, but only if ``fence()`` yields True; no temporary file stays."""
+    path, stamp_path = _files(gallery)
+    tmp = Path(f"{path}.tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        if index is not None:
+            faiss.write_index(index, str(tmp))
+        with fence() as current:
+            if current is False:
+                return  # a removal overtook this build: its vectors must not reach the disk
+            if index is not None:
+                os.replace(tmp, path)  # FileNotFoundError: a removal deleted the copy meanwhile
+            atomic_write_text(stamp_path, json.dumps(record))
+    except (FileNotFoundError, RuntimeError):
+        return  # not saved; the next search builds it again
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _files(gallery: Path) -> tuple[Path, Path]:
     return Path(f"{gallery}.hnsw"), Path(f"{gallery}.hnsw.json")
 
@@ -102,8 +125,9 @@ def _read_stamp(gallery: Path) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray):
-    """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since), else None."""
+def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray, vectors: np.ndarray):
+    """The saved FAISS index if its rows are still the first rows of ``ids`` (nothing removed since) and the
+    vectors it holds are the database's (checked on a few rows: a damaged file is rebuilt), else None."""
     count = stamp.get("count")
     if stamp.get("removals") != removals or not isinstance(count, int) or not 0 < count <= len(ids):
         return None
@@ -113,4 +137,11 @@ def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray):
         index = faiss.read_index(str(_files(gallery)[0]))
     except RuntimeError:
         return None
-    return index if index.ntotal == count else None
+    if index.ntotal != count or index.d != vectors.shape[1] or not isinstance(index, faiss.IndexHNSWFlat):
+        return None
+    rows = sorted({0, count // 2, count - 1})
+    try:
+        held = np.stack([index.reconstruct(r) for r in rows])
+    except RuntimeError:
+        return None
+    return index if np.allclose(held, vectors[rows], atol=1e-6) else None

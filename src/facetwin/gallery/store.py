@@ -8,6 +8,8 @@ No face images are stored. Safe to share between threads (one connection per thr
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import sqlite3
@@ -21,50 +23,20 @@ import numpy as np
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.core import distances as D
 from facetwin.core.paths import sha256_file
+from facetwin.core.validate import person_name
+from facetwin.core.validate import top_k as check_top_k
 from facetwin.errors import FacetwinError
+from facetwin.gallery import db as gdb
+from facetwin.gallery import erase
+from facetwin.gallery.db import sqlite_errors
 from facetwin.gallery.index import AnnIndex
+from facetwin.gallery.results import IdentifyResult, Match, PersonInfo
 from facetwin.loading import load
 from facetwin.model import Model
 
+DB_TIMEOUT = 60.0  # seconds a call waits for another process's lock (the service uses a few seconds)
 INDEX_THRESHOLD = 20_000  # embeddings; below this an exact matrix product answers in well under a millisecond
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS embeddings (
-    id INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    vector BLOB NOT NULL,
-    source_sha256 TEXT,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS embeddings_person ON embeddings(person_id);
-"""
-
-
-@dataclass
-class Match:
-    person: str
-    distance: float
-    probability: float
-
-
-@dataclass
-class IdentifyResult:
-    """``person`` is the best match within the model's threshold, else ``"unknown"``."""
-
-    person: str
-    matches: list[Match]
-    method: str  # "exact" or the approximate index that answered
-    threshold: float
-    face: dict | None = None
-
-
-@dataclass
-class PersonInfo:
-    name: str
-    embeddings: int
-    enrolled_at: float
 
 
 @dataclass
@@ -74,6 +46,17 @@ class _Snapshot:
     owners: np.ndarray  # person name per row
     vectors: np.ndarray  # (N, D) float32, normalised when the distance is cosine
     index: AnnIndex | None = field(default=None)
+
+
+def _sql(method):
+    """Gallery methods raise one sentence naming the file for any SQLite error."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with sqlite_errors(self.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _sha256(source) -> str | None:
@@ -95,9 +78,12 @@ class Gallery:
         *,
         index_threshold: int = INDEX_THRESHOLD,
         create: bool = True,
+        timeout: float = DB_TIMEOUT,
     ):
-        """Open (``create=True``: or create) the gallery file ``path``; ``model`` defaults to the one it records."""
+        """Open (``create=True``: or create) the gallery file ``path``; ``model`` defaults to the one it records.
+        ``timeout``: seconds to wait for another process's lock before :class:`GalleryBusy`."""
         self.path = Path(path)
+        self.timeout = float(timeout)
         if not create and not self.path.is_file():
             raise FacetwinError(f"{self.path}: no such gallery (`facetwin enroll` creates one).")
         self.index_threshold = index_threshold
@@ -106,9 +92,11 @@ class Gallery:
         self._snapshot_lock = threading.Lock()
         self._model: Model | None = None
         self._model_lock = threading.Lock()
-        self._db()  # open (or create) and check the file now, so a bad path fails here
+        with sqlite_errors(self.path):
+            self._db()  # open (or create) and check the file now, so a bad path fails here
         if model is not None:
-            self._model = self._bind_model(model)
+            with sqlite_errors(self.path):
+                self._model = self._bind_model(model)
 
     @property
     def model(self) -> Model:
@@ -116,40 +104,39 @@ class Gallery:
         counting and removing people never load it)."""
         with self._model_lock:
             if self._model is None:
-                self._model = self._bind_model(None)
+                with sqlite_errors(self.path):
+                    self._model = self._bind_model(None)
             return self._model
 
     # ------------------------------------------------------------------ storage
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA busy_timeout=60000")
-                db.execute("PRAGMA foreign_keys=ON")
-                db.execute("PRAGMA secure_delete=ON")
-                db.executescript(_SCHEMA)
-            except sqlite3.DatabaseError as exc:
-                raise FacetwinError(f"{self.path}: not a facetwin gallery ({exc}).") from None
+            db = gdb.connect(self.path, self.timeout)
+            erase.resume(db, self.path)
             self._local.db = db
         return db
 
+    @contextlib.contextmanager
     def _transaction(self):
-        gallery = self
+        """A write transaction (``BEGIN IMMEDIATE``), committed at the end or rolled back on error."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
-        class _Tx:
-            def __enter__(self):
-                self.db = gallery._db()
-                self.db.execute("BEGIN IMMEDIATE")
-                return self.db
-
-            def __exit__(self, kind, value, tb):
-                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-                return False
-
-        return _Tx()
+    @contextlib.contextmanager
+    def _fence(self, removals: int):
+        """For the index writer: holds the write lock and yields whether no removal happened since ``removals``."""
+        try:
+            with self._transaction() as db:
+                yield self._counter(db, "removals") == removals
+        except sqlite3.OperationalError:
+            yield False  # could not take the lock: do not save
 
     def _bind_model(self, model: Model | str | None) -> Model:
         if model is None:
@@ -188,7 +175,7 @@ class Gallery:
         ``names`` label the images in messages (e.g. upload file names); ``digests`` are the SHA-256 of their
         bytes when the images are decoded arrays (files and bytes are hashed here).
         """
-        images = list(images)
+        images, person = list(images), person_name(person)
         if not images:
             raise FacetwinError(f"no images given to enroll '{person}'.")
         vectors = self.model.embed(images, names=names)
@@ -199,22 +186,24 @@ class Gallery:
         """Add ready-made embeddings (made by this gallery's model) to ``person`` in one transaction."""
         return self.enroll_many({person: embeddings}, {person: sources} if sources else None)
 
+    @_sql
     def enroll_many(self, people: dict, sources: dict | None = None) -> int:
         """Add embeddings of several people (``name -> (k, D) array``) in one transaction."""
         dim = self.model.embedding_dim
         now = time.time()
         rows = []
+        people = {person_name(person): embeddings for person, embeddings in people.items()}
         for person, embeddings in people.items():
-            if not person.strip():
-                raise FacetwinError("a person's name cannot be empty.")
             vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-            if vectors.shape[1] != dim:
-                raise FacetwinError(f"embeddings of '{person}' have {vectors.shape[1]} values; this model makes {dim}.")
+            if vectors.ndim != 2 or vectors.shape[1] != dim:
+                raise FacetwinError(f"embeddings of '{person}' have shape {vectors.shape}; this model makes {dim}.")
+            if not np.isfinite(vectors).all():
+                raise FacetwinError(f"embeddings of '{person}' hold NaN or infinite values; nothing was enrolled.")
             digests = (sources or {}).get(person) or [None] * len(vectors)
-            rows += [(person.strip(), v.tobytes(), d) for v, d in zip(vectors, digests, strict=True)]
+            rows += [(person, v.tobytes(), d) for v, d in zip(vectors, digests, strict=True)]
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", [(p.strip(), now) for p in people]
+                "INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", [(p, now) for p in people]
             )
             db.executemany(
                 "INSERT INTO embeddings(person_id, vector, source_sha256, created) "
@@ -233,8 +222,10 @@ class Gallery:
         result.face = crop.to_dict()
         return result
 
+    @_sql
     def search(self, vector, top_k: int = 1) -> IdentifyResult:
         """The ``top_k`` nearest people to an embedding (each person's closest embedding counts)."""
+        check_top_k(top_k, "top_k")
         snap = self._current()
         threshold = float(self.model.threshold)
         if snap.vectors.shape[0] == 0:
@@ -271,6 +262,7 @@ class Gallery:
         nearest = nearest[np.argsort(distances[nearest], kind="stable")]
         return nearest, distances[nearest]
 
+    @_sql
     def ann_index(self) -> AnnIndex | None:
         """The approximate index of the current gallery (None while search is exact)."""
         return self._current().index
@@ -278,26 +270,37 @@ class Gallery:
     def _current(self) -> _Snapshot:
         """Vectors (and index) for the database's current generation, reloaded when it moved on."""
         db = self._db()
+        dim = self.model.embedding_dim
         generation = self._counter(db, "generation")
         with self._snapshot_lock:
             if self._snapshot is not None and self._snapshot.generation == generation:
                 return self._snapshot
-            rows = db.execute(
-                "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY e.id"
-            ).fetchall()
-            dim = self.model.embedding_dim
+            db.execute("BEGIN")  # one read snapshot: the rows, their generation and removal count agree
+            try:
+                generation, removals = self._counter(db, "generation"), self._counter(db, "removals")
+                rows = db.execute(
+                    "SELECT e.id, p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id "
+                    "ORDER BY e.id"
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            if any(len(r[2]) != 4 * dim for r in rows):
+                raise FacetwinError(f"{self.path}: the gallery file is damaged (an embedding is not {dim} floats).")
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             owners = np.array([r[1] for r in rows], dtype=object)
             vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
             vectors = self._prepare(vectors) if len(rows) else np.zeros((0, dim), np.float32)
             index = None
             if len(rows) >= self.index_threshold:
-                removals = self._counter(db, "removals")
-                index = AnnIndex.load_or_build(self.path, generation, removals, ids, vectors, self.model.distance)
+                index = AnnIndex.load_or_build(
+                    self.path, generation, removals, ids, vectors, self.model.distance,
+                    fence=lambda: self._fence(removals),
+                )
             self._snapshot = _Snapshot(generation, ids, owners, vectors, index)
             return self._snapshot
 
     # ------------------------------------------------------------------ manage
+    @_sql
     def people(self) -> list[PersonInfo]:
         rows = self._db().execute(
             "SELECT p.name, COUNT(e.id), p.created FROM people p LEFT JOIN embeddings e ON e.person_id = p.id "
@@ -305,8 +308,14 @@ class Gallery:
         )
         return [PersonInfo(name, count, created) for name, count, created in rows]
 
-    def remove(self, person: str) -> int:
-        """Erase ``person`` and their embeddings for good (secure delete, then VACUUM); returns rows removed."""
+    @_sql
+    def remove(self, person: str, *, timeout: float | None = None) -> int:
+        """Erase ``person`` and their embeddings for good; returns rows removed.
+
+        Secure delete, the saved index and its temporary copies deleted, VACUUM, and a WAL checkpoint that is
+        checked and retried for ``timeout`` seconds (default: the gallery's); if another process still reads
+        an old snapshot then, :class:`GalleryBusy` says so (the next open or change of the gallery finishes).
+        """
         with self._transaction() as db:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM embeddings e JOIN people p ON p.id = e.person_id WHERE p.name = ?", (person,)
@@ -315,12 +324,23 @@ class Gallery:
             if not found:
                 raise FacetwinError(f"{self.path}: no person named '{person}'.")
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key IN ('generation', 'removals')")
-        AnnIndex.discard(self.path)
-        db = self._db()
-        db.execute("VACUUM")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            erase.mark(db)
+        AnnIndex.discard(self.path)  # after the commit: a concurrent index writer's fence now refuses to save
+        with self._snapshot_lock:
+            self._snapshot = None
+        erase.finish(self._db(), self.path, self.timeout if timeout is None else timeout)
         return count
 
+    @_sql
+    def sources(self) -> set[tuple[str, str]]:
+        """(person, photo SHA-256) of every embedding enrolled from a known photo."""
+        rows = self._db().execute(
+            "SELECT p.name, e.source_sha256 FROM embeddings e JOIN people p ON p.id = e.person_id "
+            "WHERE e.source_sha256 IS NOT NULL"
+        )
+        return {(name, digest) for name, digest in rows}
+
+    @_sql
     def stats(self) -> dict:
         db = self._db()
         (people,) = db.execute("SELECT COUNT(*) FROM people").fetchone()

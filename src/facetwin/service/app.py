@@ -2,22 +2,24 @@
 
 Every error is JSON ``{"error": "one sentence"}`` with a status that says what went wrong:
 
-- 400 a form field is missing or malformed;
+- 400 a form field is missing or malformed (or a person's name is not acceptable);
 - 401 an API key is configured (``FACETWIN_API_KEY``) and the call did not send it
-  (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``); the page, its assets and ``/docs`` stay public;
-- 404 unknown person; 503 no gallery configured (people endpoints) or no decision threshold (verify);
-- 413 the request body is over ``max_upload_bytes`` (checked on Content-Length and counted while reading);
-- 415 an upload is not an image facetwin can decode; 422 an image has no face.
+  (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``); only ``/healthz``, the page and its assets are public;
+- 403 without an API key: a ``Host`` that is not this machine, or a change from another origin (``security.py``);
+- 404 unknown person; 408 the request body stalled;
+- 413 the body is over ``max_upload_bytes``, or a photo / the request has more pixels than allowed
+  (``limits.py``), or an enrolment has too many photos;
+- 415 an upload is not an image of an accepted format; 422 an image has no face;
+- 503 no gallery configured, the gallery stayed busy (with ``Retry-After``), or no decision threshold (verify).
 
 ``create_app`` wires the model and gallery it is given into the endpoints of ``routes.py``, and adds
-the error handlers, the API-key check, the page and the offline ``/docs``.
+the error handlers, the security gate, read timeouts, the page and the offline ``/docs``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -32,10 +34,12 @@ from facetwin.gallery import Gallery
 from facetwin.loading import load
 from facetwin.model import Model
 from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, UploadLimit, error_response, web_message
+from facetwin.service.limits import Limits
 from facetwin.service.routes import Backend, router
+from facetwin.service.security import Gate, ReadTimeout
 
 STATIC = Path(__file__).resolve().parent / "static"
-PUBLIC_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
+GALLERY_TIMEOUT = 5.0  # seconds the service waits for a gallery another process holds locked (then 503)
 
 
 def _swagger_assets() -> Path | None:
@@ -52,13 +56,22 @@ def create_app(
     gallery: Gallery | str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     api_key: str | None = os.environ.get("FACETWIN_API_KEY"),
+    *,
+    limits: Limits | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    read_timeout: float = 15.0,
+    body_deadline: float = 120.0,
+    index_path: str | Path | None = None,
 ) -> FastAPI:
     """The service over ``model`` (a Model, backbone name or run directory) and ``gallery`` (a Gallery or its
-    file; enables the people endpoints). ``api_key`` (default ``$FACETWIN_API_KEY``) makes every API call need
-    that key."""
+    file; enables the people endpoints). ``api_key`` (default ``$FACETWIN_API_KEY``) makes every call but
+    ``/healthz`` and the page need that key; without one, only ``Host`` names of this machine (and
+    ``allowed_hosts``) are served. ``limits`` caps pixels and photos (``limits.Limits``); a request body
+    that stalls ``read_timeout`` seconds, or takes longer than ``body_deadline``, gets 408. ``index_path``
+    (a ``facetwin index`` folder) enables ``/v1/find``."""
     model = load(model) if isinstance(model, str | Path) else model
     if gallery is not None and not isinstance(gallery, Gallery):
-        gallery = Gallery(gallery, model)
+        gallery = Gallery(gallery, model, timeout=GALLERY_TIMEOUT)
     api_key = api_key or None
     swagger = _swagger_assets()
     app = FastAPI(
@@ -72,12 +85,17 @@ def create_app(
             "(`X-API-Key` or `Authorization: Bearer`) when the server has one."
         ),
     )
-    app.state.backend = Backend(model, gallery, max_upload_bytes, api_key)
-    app.add_middleware(UploadLimit, limit=int(max_upload_bytes))
+    app.state.backend = Backend(model, gallery, max_upload_bytes, api_key, limits)
+    app.add_middleware(UploadLimit, limit=int(max_upload_bytes))  # added first = innermost
+    app.add_middleware(ReadTimeout, read_timeout=read_timeout, body_deadline=body_deadline)
+    app.add_middleware(Gate, api_key=api_key, allowed_hosts=tuple(allowed_hosts))  # outermost
     _add_error_handlers(app)
-    _add_api_key_check(app, api_key)
     _add_pages(app, swagger)
     app.include_router(router)
+    if index_path is not None:
+        from facetwin.service.find_route import add_find
+
+        add_find(app, index_path)
     return app
 
 
@@ -86,7 +104,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -114,27 +132,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):
         return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details.")
-
-
-
-def _add_api_key_check(app: FastAPI, api_key: str | None) -> None:
-    """With a key, every API call must send it (the page, its assets and /docs stay public)."""
-
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        path = request.url.path
-        if api_key and not (path in PUBLIC_PATHS or path.startswith(("/static/", "/docs-assets/"))):
-            sent = request.headers.get("x-api-key")
-            auth = request.headers.get("authorization", "")
-            if not sent and auth.lower().startswith("bearer "):
-                sent = auth[7:].strip()
-            if not sent or not secrets.compare_digest(sent.encode(), api_key.encode()):
-                reason = "a wrong API key was sent" if sent else "this server needs an API key"
-                return error_response(
-                    401, f"{reason}: send it as X-API-Key or Authorization: Bearer.",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        return await call_next(request)
 
 
 

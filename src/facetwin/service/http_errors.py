@@ -21,11 +21,12 @@ def error_responses(*codes: int) -> dict:
     text = {
         400: "a form field is missing or malformed",
         401: "the server has an API key and the call did not send it",
+        403: "without an API key: a Host other than this machine, or a change from another origin",
         404: "no such person",
         413: "the request body is over the upload limit",
         415: "an upload is not an image facetwin can decode",
         422: "no face found in a photo",
-        503: "no gallery configured (people endpoints) or no decision threshold (verify)",
+        503: "no gallery configured, the gallery is busy (Retry-After), or no decision threshold (verify)",
     }
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
@@ -33,10 +34,11 @@ def error_responses(*codes: int) -> dict:
 class ServiceError(Exception):
     """An HTTP error with a status and one sentence."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class _BodyTooLarge(Exception):

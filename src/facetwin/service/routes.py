@@ -1,17 +1,16 @@
 """The service's endpoints: thin HTTP wrappers over an injected :class:`Model` and :class:`Gallery`.
 
-Every endpoint decodes uploads in the thread pool, then does its model work in one call under
-:attr:`Backend.lock` (one model call at a time: the CPU is the bound, not the event loop). Gallery
-calls go through :class:`facetwin.gallery.Gallery`'s own methods.
+Uploads are checked from their headers first (``limits.py``), decoded in the thread pool inside the
+server-wide pixel budget, and reduced to face crops; model work runs one call at a time under
+:attr:`Backend.lock` (the CPU is the bound, not the event loop). Gallery I/O never runs under that lock:
+it goes through :meth:`Backend.io`, where a gallery that stays locked becomes 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -19,21 +18,34 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from facetwin.core.jsonsafe import json_safe
+from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
+from facetwin.gallery.db import GalleryBusy
 from facetwin.model import Model
 from facetwin.service.http_errors import ServiceError, error_responses, web_message
+from facetwin.service.limits import Limits, PixelBudget, Upload, read_uploads
+from facetwin.service.security import key_matches
 from facetwin.vision.io import load_image
+
+RETRY_AFTER = "2"
 
 
 class Backend:
-    """What the endpoints work on: the model, the gallery (optional) and the lock that serialises model calls."""
+    """What the endpoints work on: the model, the gallery (optional), the limits, the pixel budget and the
+    lock that serialises model calls."""
 
-    def __init__(self, model: Model, gallery: Gallery | None, max_upload_bytes: int, api_key: str | None) -> None:
+    def __init__(
+        self, model: Model, gallery: Gallery | None, max_upload_bytes: int, api_key: str | None,
+        limits: Limits | None = None,
+    ) -> None:
         self.model = model
         self.gallery = gallery
         self.max_upload_bytes = int(max_upload_bytes)
         self.api_key = api_key
+        self.limits = limits or Limits()
+        self.budget = PixelBudget(self.limits.decoding_pixels)
+        self.decoding = threading.BoundedSemaphore(self.limits.decodes)
         self.lock = threading.Lock()  # measured: 2 concurrent model calls on 2 cores gave no more throughput
 
     async def run(self, fn, *args, timing: dict | None = None, **kwargs):
@@ -53,10 +65,47 @@ class Backend:
         except FacetwinError as exc:  # the images decoded: what is left is a photo without a face
             raise ServiceError(422, web_message(str(exc))) from None
 
+    async def io(self, fn, *args, **kwargs):
+        """A gallery call in the thread pool, never under the model lock; busy → 503 + Retry-After."""
+        try:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        except GalleryBusy as exc:
+            raise ServiceError(503, self._private(str(exc)), {"Retry-After": RETRY_AFTER}) from None
+        except FacetwinError as exc:
+            status = 404 if "no person named" in str(exc) else 500
+            raise ServiceError(status, self._private(str(exc))) from None
+
+    def _private(self, message: str) -> str:
+        """A gallery message without the server's folders (the file's name only)."""
+        if self.gallery is not None:
+            message = message.replace(str(self.gallery.path), self.gallery.path.name)
+        return web_message(message)
+
     def need_gallery(self) -> Gallery:
         if self.gallery is None:
             raise ServiceError(503, "this server has no gallery; start it with --gallery FILE to enroll and identify.")
         return self.gallery
+
+    async def decode(self, upload: Upload):
+        """The RGB array of a checked upload (call inside a budget reservation)."""
+        def bounded():
+            with self.decoding:
+                return load_image(upload.data, upload.label, max_pixels=self.limits.image_pixels)
+
+        try:
+            return await run_in_threadpool(bounded)
+        except FacetwinError as exc:
+            status = 413 if "pixels, more than" in str(exc) or "decompression bomb" in str(exc) else 415
+            raise ServiceError(status, str(exc)) from None
+
+    async def crop(self, model: Model, upload: Upload):
+        """Decode one upload and keep only its largest face's crop (the photo is dropped here)."""
+        async with self.budget.reserve(upload.pixels):
+            rgb = await self.decode(upload)
+            size = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+            crop = (await self.run(model.face_crops, rgb, no_face="error", name=upload.label))[0]
+            del rgb
+        return crop, size
 
 
 def backend(request: Request) -> Backend:
@@ -67,31 +116,15 @@ Service = Annotated[Backend, Depends(backend)]
 router = APIRouter()
 
 
-def _label(upload: UploadFile, field: str) -> str:
-    return Path(upload.filename or "").name or f"the uploaded '{field}' file"
-
-
-async def decode(upload: UploadFile, field: str) -> tuple[np.ndarray, str, str]:
-    """``(rgb, label, sha256)`` of an upload; 415 when it is not an image, 413 when it is too large to decode."""
-    label = _label(upload, field)
-    data = await upload.read()
-    if not data:
-        raise ServiceError(415, f"{label}: the upload is empty, not an image.")
-    try:
-        rgb = await run_in_threadpool(load_image, data, label)
-    except FacetwinError as exc:
-        message = str(exc)
-        status = 413 if "pixels, more than" in message or "decompression bomb" in message else 415
-        raise ServiceError(status, message) from None
-    return rgb, label, hashlib.sha256(data).hexdigest()
-
-
 def _size(rgb: np.ndarray) -> dict:
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
 
 
 @router.get("/healthz", summary="Liveness and what the server runs", responses=error_responses(401))
-async def healthz(svc: Service):
+async def healthz(svc: Service, request: Request):
+    """Public; with an API key configured, only a caller that sends it learns more than ``status``."""
+    if svc.api_key is not None and not key_matches(dict(request.headers), svc.api_key):
+        return {"status": "ok", "api_key_required": True}
     model = svc.model
     return {
         "status": "ok",
@@ -101,6 +134,7 @@ async def healthz(svc: Service):
         "threshold": model.threshold if math.isfinite(model.threshold) else None,
         "gallery": svc.gallery is not None,
         "max_upload_bytes": svc.max_upload_bytes,
+        "limits": vars(svc.limits),
         "api_key_required": svc.api_key is not None,
     }
 
@@ -123,12 +157,21 @@ async def verify(
         raise ServiceError(
             503, f"model {model.source} has no decision threshold; serve a trained run (--model RUN_DIR)."
         )
-    (rgb_a, label_a, _), (rgb_b, label_b, _) = await decode(a, "a"), await decode(b, "b")
+    ua, ub = await read_uploads([a], "a", svc.limits) + await read_uploads([b], "b", svc.limits)
+    if ua.pixels + ub.pixels > svc.limits.request_pixels:
+        raise ServiceError(
+            413, f"the two photos have {ua.pixels + ub.pixels:,} pixels in all, more than the "
+            f"{svc.limits.request_pixels:,} allowed per request."
+        )
     timing: dict = {}
-    result = await svc.run(model.verify, rgb_a, rgb_b, names=(label_a, label_b), timing=timing)
+    async with svc.budget.reserve(ua.pixels + ub.pixels):
+        rgb_a, rgb_b = await svc.decode(ua), await svc.decode(ub)
+        result = await svc.run(model.verify, rgb_a, rgb_b, names=(ua.label, ub.label), timing=timing)
+        sizes = [_size(rgb_a), _size(rgb_b)]
+        del rgb_a, rgb_b
     doc = json_safe(result)
-    for face, rgb in zip(doc["faces"], (rgb_a, rgb_b), strict=True):
-        face.update(_size(rgb))
+    for face, size in zip(doc["faces"], sizes, strict=True):
+        face.update(size)
     doc["model"] = model.source
     doc["seconds"] = round(timing["seconds"], 4)  # detection + embedding (decoding and queueing excluded)
     return doc
@@ -140,16 +183,12 @@ async def verify(
     responses=error_responses(400, 401, 413, 415, 422),
 )
 async def embed(svc: Service, image: Annotated[UploadFile, File(description="a photo")]):
-    rgb, label, _ = await decode(image, "image")
     model = svc.model
-
-    def work():
-        crop = model.face_crops(rgb, no_face="error", name=label)[0]
-        return crop, model.embed_crops(crop.crop[None])[0]
-
-    crop, vector = await svc.run(work)
+    (upload,) = await read_uploads([image], "image", svc.limits)
+    crop, size = await svc.crop(model, upload)
+    vector = (await svc.run(model.embed_crops, crop.crop[None]))[0]
     face = json_safe(crop)
-    face.update(_size(rgb))
+    face.update(size)
     return {
         "embedding": [float(v) for v in vector],
         "dim": int(vector.shape[0]),
@@ -169,12 +208,15 @@ async def identify(
     top_k: Annotated[int, Form(ge=1, le=100, description="how many candidates")] = 3,
 ):
     gallery = svc.need_gallery()
-    rgb, label, _ = await decode(image, "image")
-    doc = json_safe(await svc.run(gallery.identify, rgb, top_k=top_k, name=label))
-    doc["file"] = label
-    doc.update(_size(rgb))
-    if doc.get("face"):
-        doc["face"].update(_size(rgb))
+    (upload,) = await read_uploads([image], "image", svc.limits)
+    crop, size = await svc.crop(gallery.model, upload)
+    vector = (await svc.run(gallery.model.embed_crops, crop.crop[None]))[0]
+    result = await svc.io(gallery.search, vector, top_k=top_k)
+    result.face = crop.to_dict()
+    doc = json_safe(result)
+    doc["file"] = upload.label
+    doc.update(size)
+    doc["face"].update(size)
     return doc
 
 
@@ -190,34 +232,40 @@ async def enroll(
 ):
     """All photos or none: a photo without a face refuses the whole request, naming the file."""
     gallery = svc.need_gallery()
-    person = person.strip()
-    if not person:
-        raise ServiceError(400, "the person's name is empty.")
-    decoded = [await decode(upload, "images") for upload in images]
-    rgbs, labels, digests = (list(column) for column in zip(*decoded, strict=True))
-    added = await svc.run(gallery.enroll, person, rgbs, names=labels, digests=digests)
-    return {"person": person, "enrolled": int(added), "files": labels}
+    try:
+        person = person_name(person)
+    except FacetwinError as exc:
+        raise ServiceError(400, str(exc)) from None
+    if len(images) > svc.limits.images_per_enroll:
+        raise ServiceError(
+            413, f"{len(images)} photos in one request; at most {svc.limits.images_per_enroll} are accepted."
+        )
+    uploads = await read_uploads(images, "images", svc.limits)
+    crops = [(await svc.crop(gallery.model, upload))[0].crop for upload in uploads]  # one photo decoded at a time
+    vectors = await svc.run(gallery.model.embed_crops, np.stack(crops))
+    added = await svc.io(gallery.enroll_embeddings, person, vectors, [u.sha256 for u in uploads])
+    return {"person": person, "enrolled": int(added), "files": [u.label for u in uploads]}
 
 
 @router.get("/v1/people", summary="The people in the gallery", responses=error_responses(401, 503))
 async def people(svc: Service):
     gallery = svc.need_gallery()
-    return {"people": json_safe(await svc.run(gallery.people))}
+    return {"people": json_safe(await svc.io(gallery.people))}
 
 
 @router.delete(
     "/v1/people/{person}", summary="Remove a person and their embeddings", responses=error_responses(401, 404, 503)
 )
 async def remove(svc: Service, person: str):
+    """Erased for good (see ``Gallery.remove``); 503 with Retry-After when the gallery stays busy."""
     gallery = svc.need_gallery()
-    known = {p.name for p in await svc.run(gallery.people)}
-    if person not in known:
-        raise ServiceError(404, f"no person named '{person}' in the gallery.")
-    removed = await svc.run(gallery.remove, person)
+    removed = await svc.io(gallery.remove, person)
     return {"person": person, "removed": int(removed)}
 
 
 @router.get("/v1/gallery", summary="Gallery statistics", responses=error_responses(401, 503))
 async def gallery_stats(svc: Service):
     gallery = svc.need_gallery()
-    return json_safe(await svc.run(gallery.stats))
+    doc = json_safe(await svc.io(gallery.stats))
+    doc["gallery"] = gallery.path.name  # never the server's folders
+    return doc

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save
 from facetwin.backbones.registry import make_backbone
 from facetwin.core import paths
 from facetwin.core.jsonsafe import canonical_json, dumps
+from facetwin.core.validate import all_finite_tensors
 from facetwin.errors import FacetwinError
 from facetwin.training.curves import plot_curves
 from facetwin.training.features import face_policy
@@ -60,8 +61,14 @@ def _trainable_trunk(model, config) -> dict | None:
 def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
     """Write ``model.json``, ``head.safetensors``, ``metrics.json`` and ``curves.png`` into ``run_dir``."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    bad = all_finite_tensors(state)
+    if bad is not None:
+        raise FacetwinError(
+            f"{run_dir}: training produced a model whose tensor '{bad}' holds NaN or infinite values; nothing was "
+            "saved (try a lower --lr, or check the training data)."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
     paths.atomic_write_bytes(run_dir / "head.safetensors", save(state))
     describe = backbone.describe()
     with torch.inference_mode():
@@ -71,7 +78,10 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
         "version": VERSION,
         "backbone": {
             "name": config.backbone,
-            "options": {"weights": str(Path(config.weights).resolve())} if config.weights else {},
+            "options": {
+                **({"weights": str(Path(config.weights).resolve())} if config.weights else {}),
+                **({"tta": config.tta} if config.tta != "none" else {}),
+            },
             "describe": describe,
             "weights_sha256": describe.get("weights_sha256") or describe.get("sha256"),
         },
@@ -117,8 +127,21 @@ def read_model_json(run_dir) -> dict:
         raise FacetwinError(f"{path}: no such file (not a facetwin run directory).") from None
     except (OSError, ValueError) as exc:
         raise FacetwinError(f"{path}: not readable JSON ({exc}).") from None
-    if doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise FacetwinError(f"{path}: not a facetwin model description.")
+    shapes = {"hyperparameters": dict, "backbone": dict, "head": dict, "threshold": dict}
+    bad = [key for key, kind in shapes.items() if not isinstance(doc.get(key), kind)]
+    backbone = doc.get("backbone") or {}
+    if not bad and not (isinstance(backbone.get("name"), str) and isinstance(backbone.get("options"), dict)
+                        and isinstance(backbone.get("describe"), dict)):
+        bad = ["backbone"]
+    if not bad and not isinstance(doc["hyperparameters"].get("head"), str):
+        bad = ["hyperparameters.head"]
+    value = doc.get("threshold", {}).get("value") if not bad else None
+    if not bad and value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+        bad = ["threshold"]
+    if bad:
+        raise FacetwinError(f"{path}: damaged model description ('{bad[0]}' is missing or malformed).")
     return doc
 
 
@@ -128,7 +151,8 @@ def load_siamese(run_dir, backbone=None):
     doc = read_model_json(run_dir)
     hp = doc["hyperparameters"]
     if backbone is None:
-        backbone = make_backbone(doc["backbone"]["name"], doc["backbone"]["options"].get("weights"))
+        options = doc["backbone"]["options"]
+        backbone = make_backbone(doc["backbone"]["name"], options.get("weights"), options.get("tta", "none"))
     if hp.get("trainable_from") is not None and not hasattr(backbone, "make_tail"):
         backbone = cut_backbone(backbone, hp["trainable_from"])  # frozen part; the trained layers load below
     if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
@@ -136,7 +160,10 @@ def load_siamese(run_dir, backbone=None):
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "
             "(weights or preprocessing differ)."
         )
-    model = Siamese(build_head(backbone, hp["head"], hp.get("embedding_dim"), seed=hp.get("seed", 0)))
+    try:
+        model = Siamese(build_head(backbone, hp["head"], hp.get("embedding_dim"), seed=hp.get("seed", 0)))
+    except (ValueError, TypeError) as exc:
+        raise FacetwinError(f"{run_dir / 'model.json'}: damaged model description ({exc}).") from None
     path = run_dir / "head.safetensors"
     try:
         state = load_file(str(path))
@@ -144,6 +171,9 @@ def load_siamese(run_dir, backbone=None):
         raise FacetwinError(f"{path}: no such file.") from None
     except Exception as exc:  # safetensors raises its own error types
         raise FacetwinError(f"{path}: not a readable safetensors file ({exc}).") from None
+    bad = all_finite_tensors(state)
+    if bad is not None:
+        raise FacetwinError(f"{path}: tensor '{bad}' holds NaN or infinite values; this model cannot be used.")
     try:
         model.load_state_dict(state)
     except RuntimeError:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.backbones.registry import DEFAULT_BACKBONE, TTA_CHOICES
 from facetwin.core.precision import cpu_flags
+from facetwin.core.validate import finite_number
 from facetwin.errors import FacetwinError
 from facetwin.training.splits import SPLITS
 from facetwin.vision.faces import NO_FACE_POLICIES as CROP_POLICIES
@@ -40,6 +41,7 @@ class TrainConfig:
 
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
+    tta: str = "none"  # none | flip: mirror averaging of the trunk features (backbones/tta.py)
     preset: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -77,6 +79,8 @@ class TrainConfig:
         for key, value in defaults.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
+        if c.tta not in TTA_CHOICES:
+            raise FacetwinError(f"unknown --tta '{c.tta}'; choose one of: {', '.join(TTA_CHOICES)}.")
         if c.split not in SPLITS:
             raise FacetwinError(f"unknown split '{c.split}'; choose one of: {', '.join(SPLITS)}.")
         if c.pairs not in ("fresh", "fixed"):
@@ -109,6 +113,12 @@ class TrainConfig:
             raise FacetwinError("--augment must be >= 0 and --trunk-lr >= 0 (0 keeps the trunk layers frozen).")
         if c.precision == "auto":
             c.precision = auto_head_precision(c.backbone)
+        finite_number(c.lr, "--lr", positive=True)
+        finite_number(c.weight_decay, "--weight-decay")
+        finite_number(c.margin, "--margin", positive=True)
+        finite_number(c.val_fraction, "--val-fraction")
+        if c.weight_decay is not None and c.weight_decay < 0:
+            raise FacetwinError(f"--weight-decay must be >= 0, got {c.weight_decay}.")
         if not (0.0 <= c.val_fraction < 1.0):
             raise FacetwinError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
         if c.epochs < 0 or c.batch_size < 1 or c.lr <= 0:

@@ -12,7 +12,8 @@ the copy number to the folder's key. Every image is stored with the face that wa
 (largest) face when there is one, otherwise the centre crop together with the note
 ``"no face found: centre crop used"``; what to do with face-less photos (error, centre crop, skip) is
 decided when the features are used, so one cache serves every ``--no-face`` policy. Entries are single
-``.npz`` files written atomically (temp + rename).
+``.npz`` files written atomically (temp + rename); an entry that is unreadable, of the wrong shape or not
+finite is recomputed.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ CACHE_FORMAT = 1
 def face_policy(backbone) -> dict:
     """The detection/alignment policy that (together with ``backbone.describe()``) determines a feature."""
     spec = backbone.input
+    crop = {"input": spec.describe()} if spec.parts else {"crop_size": int(spec.size), "alignment": spec.alignment}
     return {
         "format": CACHE_FORMAT,
         "detect": True,
         "face": "largest",
         "no_face": "centre crop stored with a note",
-        "crop_size": int(spec.size),
-        "alignment": spec.alignment,
+        **crop,
     }
 
 
@@ -87,12 +88,19 @@ def _entry_path(folder: Path, digest: str) -> Path:
     return folder / digest[:2] / f"{digest}.npz"
 
 
-def _read_entry(path: Path) -> tuple[np.ndarray, str] | None:
+def _read_entry(path: Path, dim: int) -> tuple[np.ndarray, str] | None:
+    """A cache entry if it is readable, of shape ``(dim,)``, finite and with a text note; else None (the
+    entry is then recomputed and rewritten): a damaged cache can cost time, never poison a model."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return data["feature"].astype(np.float32, copy=False), str(data["note"])
-    except (OSError, KeyError, ValueError, EOFError):
-        return None  # missing or damaged entry: recompute
+            feature, note = data["feature"], data["note"]
+            if feature.shape != (dim,) or feature.dtype.kind != "f" or note.dtype.kind != "U" or note.ndim != 0:
+                return None
+            feature = feature.astype(np.float32)
+            note = str(note)
+    except Exception:  # noqa: BLE001 - BadZipFile, OSError, ValueError, EOFError, zlib.error...: recompute
+        return None
+    return (feature, note) if np.isfinite(feature).all() else None
 
 
 def _write_entry(path: Path, feature: np.ndarray, note: str) -> None:
@@ -113,8 +121,16 @@ def extract_features(
 ) -> FeatureSet:
     """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal.
 
+    A composite backbone (``sface+dlib``) is extracted part by part, each from its own cache, and joined.
     With ``augment`` and ``variant`` > 0, the features of augmented copy ``variant`` of every crop (cached apart).
     """
+    if getattr(backbone, "parts", None):
+        parts = [
+            extract_features(part, files, batch_size=batch_size, progress=progress, desc=desc, augment=augment,
+                             variant=variant)
+            for part in backbone.parts
+        ]
+        return _joined(backbone, parts)
     start = time.perf_counter()
     names = [str(f) for f in files]
     folder = cache_dir(backbone, augment, variant)
@@ -142,8 +158,8 @@ def extract_features(
                     bar.update(1)
                 continue
             key = _entry_path(folder, hashlib.sha256(data).hexdigest())
-            entry = _read_entry(key) if key.exists() else None
-            if entry is not None and entry[0].shape == (dim,):
+            entry = _read_entry(key, dim) if key.exists() else None
+            if entry is not None:
                 result.features[row], notes[row] = entry
                 result.ok[row] = True
                 result.cached += 1
@@ -157,20 +173,8 @@ def extract_features(
         for batch in crop_batches(uncached(), backbone.input, batch_size=batch_size, no_face="center"):
             result.failed += [(names[misses[i][0]], message) for i, message in batch.failed]
             if batch.rows:
-                crops = np.stack(batch.crops)
-                if augment is not None and variant:
-                    crops = augment.batch(crops, variant)
-                feats = np.asarray(backbone.trunk(crops), dtype=np.float32)
-                result.trunk_calls += 1
-                if feats.shape != (len(batch.rows), dim):
-                    raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
-                for i, crop, feat in zip(batch.rows, batch.faces, feats, strict=True):
-                    row, key = misses[i]
-                    notes[row] = crop.note
-                    result.features[row] = feat
-                    result.ok[row] = True
-                    _write_entry(key, feat, crop.note)
-                result.computed += len(batch.rows)
+                augmented = (lambda crops: augment.batch(crops, variant)) if augment is not None and variant else None
+                _compute(backbone, batch, [misses[i] for i in batch.rows], result, notes, augmented)
             if bar is not None:
                 bar.update(batch.done)
     finally:
@@ -179,3 +183,44 @@ def extract_features(
     result.no_face = [names[i] for i in range(len(names)) if result.ok[i] and notes[i] == NOTE_CENTRE]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _compute(backbone, batch, targets: list[tuple[int, Path]], result: FeatureSet, notes: list[str],
+             transform=None) -> None:
+    """Run the trunk on one batch of crops (``transform``-ed first, if given); store each feature in ``result``
+    and in the cache."""
+    dim = int(backbone.feature_dim)
+    crops = np.stack(batch.crops)
+    feats = np.asarray(backbone.trunk(transform(crops) if transform else crops), dtype=np.float32)
+    result.trunk_calls += 1
+    if feats.shape != (len(batch.rows), dim):
+        raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")
+    if not np.isfinite(feats).all():
+        raise FacetwinError(f"backbone {backbone.name} returned NaN or infinite trunk features.")
+    for (row, key), crop, feat in zip(targets, batch.faces, feats, strict=True):
+        notes[row] = crop.note
+        result.features[row] = feat
+        result.ok[row] = True
+        _write_entry(key, feat, crop.note)
+    result.computed += len(batch.rows)
+
+
+def _joined(composite, parts: list[FeatureSet]) -> FeatureSet:
+    """The composite's feature rows from its parts' (a row is usable when every part has it)."""
+    ok = np.logical_and.reduce([fs.ok for fs in parts])
+    features = np.full((len(ok), int(composite.feature_dim)), np.nan, np.float32)
+    if ok.any():
+        features[ok] = composite.join([fs.features[ok] for fs in parts])
+    failed = list({name: message for fs in parts for name, message in fs.failed}.items())
+    no_face = sorted({name for fs in parts for name in fs.no_face})
+    return FeatureSet(
+        files=parts[0].files,
+        features=features,
+        ok=ok,
+        no_face=[name for name in parts[0].files if name in set(no_face)],
+        failed=failed,
+        computed=max(fs.computed for fs in parts),
+        cached=min(fs.cached for fs in parts),
+        trunk_calls=sum(fs.trunk_calls for fs in parts),
+        seconds=sum(fs.seconds for fs in parts),
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import accuracy, auc, best_threshold
 from facetwin.training import checkpoint as ckpt_io
 from facetwin.training.config import TrainConfig
@@ -195,8 +196,11 @@ def fit(
     ckpt_path = Path(checkpoint) if checkpoint else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         saved = ckpt_io.load(ckpt_path, c)
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optimizer)
+        try:
+            model.load_state_dict(saved.model)
+            optimizer.load_state_dict(saved.optimizer)
+        except (RuntimeError, ValueError, KeyError, TypeError):
+            raise FacetwinError(f"{ckpt_path}: checkpoint does not fit this head; delete it or --overwrite.") from None
         history, best, margin = saved.history, saved.best, saved.margin
         torch.set_rng_state(saved.torch_rng)
         start_epoch = saved.epoch + 1

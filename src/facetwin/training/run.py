@@ -34,22 +34,22 @@ def train(
     weights: str | None = None,
     preset: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     **options,
 ) -> dict:
     """Train a Siamese head on a folder-per-person ``data_dir`` and write the run directory ``out``.
 
     ``options`` are the fields of :class:`TrainConfig` (epochs, batch_size, lr, split, val_fraction, seed,
-    pairs, embedding_dim, loss, no_face, ...). Returns the training summary (also in ``model.json``).
+    pairs, embedding_dim, loss, no_face, ...). A run directory that holds a model or a checkpoint needs
+    ``resume`` (continue) or ``overwrite`` (start over). Returns the training summary (also in ``model.json``).
     """
     unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     config = TrainConfig(backbone=backbone, weights=weights, preset=preset, **options).resolved()
     out = Path(out)
-    if (out / "model.json").exists() and not resume:
-        raise FacetwinError(f"{out}: already holds a trained model; choose another --out or pass --resume.")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, resume, overwrite)
     bb = training_backbone(config)
     data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress, augment=Augment.from_config(config))
     rep = data.report()
@@ -91,3 +91,23 @@ def train(
         thresholds=result.thresholds,
     )
     return summary
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """The run directory may be written: new, or ``resume``/``overwrite`` said what to do with what it holds."""
+    if resume and overwrite:
+        raise FacetwinError("--resume and --overwrite exclude each other: continue the run, or start it over.")
+    if out.exists() and not out.is_dir():
+        raise FacetwinError(f"{out}: is a file, not a run directory.")
+    held = [name for name in ("model.json", "checkpoint.pt") if (out / name).exists()]
+    if held and not (resume or overwrite):
+        raise FacetwinError(
+            f"{out}: already holds {' and '.join(held)}; pass --resume to continue it, --overwrite to start over, "
+            "or choose another --out."
+        )
+    if overwrite:
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FacetwinError(f"{out}: cannot create the run directory ({exc.strerror or exc}).") from None

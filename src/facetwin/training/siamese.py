@@ -137,11 +137,14 @@ class Siamese(nn.Module):
             self.logistic.bias.fill_(float(intercept))
 
 
-def fit_logistic(distances: np.ndarray, same: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+def fit_logistic(
+    distances: np.ndarray, same: np.ndarray, iterations: int = 50, ridge: float = 1e-3
+) -> tuple[float, float]:
     """Maximum-likelihood ``(slope, intercept)`` of ``P(same) = sigmoid(slope*d + intercept)`` (Newton's method).
 
     Used to start the logistic unit from the initial distances (negative slope: farther = different),
-    so epoch 1 does not begin with a random decision rule. A small ridge keeps separable data finite.
+    so epoch 1 does not begin with a random decision rule. A small ridge keeps separable data finite
+    (``ridge=0`` is the plain maximum-likelihood fit, used for the published calibrations).
     """
     d = np.asarray(distances, dtype=np.float64)
     y = np.asarray(same, dtype=np.float64)
@@ -149,7 +152,6 @@ def fit_logistic(distances: np.ndarray, same: np.ndarray, iterations: int = 50) 
     mu = float(np.mean(d))
     x = (d - mu) / scale
     w = np.zeros(2)  # on standardised distance: logit = w0 * x + w1
-    ridge = 1e-3
     for _ in range(iterations):
         z = w[0] * x + w[1]
         p = 1.0 / (1.0 + np.exp(-z))

@@ -180,7 +180,11 @@ def training_backbone(config):
     """The backbone a :class:`TrainConfig` trains on (cut when ``config.trainable_from`` is set)."""
     from facetwin.backbones.registry import make_backbone
 
-    return cut_backbone(make_backbone(config.backbone, config.weights), config.trainable_from)
+    if config.trainable_from is not None and getattr(config, "tta", "none") not in (None, "none"):
+        raise FacetwinError("--trainable-from and --tta flip cannot be combined yet (the mirror is averaged after "
+                            "the trunk, the cut is inside it).")
+    return cut_backbone(make_backbone(config.backbone, config.weights, getattr(config, "tta", "none")),
+                        config.trainable_from)
 
 
 def tail_parameters(head: nn.Module) -> list[nn.Parameter]:

@@ -15,13 +15,42 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facetwin.vision.dlib_chip import face_chip
+from facetwin.vision.geometry import similarity_transform
+
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The crop a backbone expects: side length in pixels and the alignment that makes it."""
+    """The crop a backbone expects: side length in pixels and the alignment that makes it.
+
+    A composite model (several trunks) has ``parts``: one crop per part, made from the same detected face
+    and packed into one array (:func:`pack`), so batching and caching treat it like any crop.
+    """
 
     size: int
-    alignment: str  # "five_point" (similarity transform to a 5-landmark template) or "vggface" (level eyes, crop box)
+    alignment: str  # "five_point" (5-landmark template), "vggface" (level eyes, crop box), "dlib" (dlib's chip)
+    parts: tuple[InputSpec, ...] = ()
+
+    def describe(self) -> dict:
+        """What determines the crop, for cache keys and model descriptions."""
+        if self.parts:
+            return {"parts": [part.describe() for part in self.parts]}
+        return {"size": self.size, "alignment": self.alignment}
+
+
+def pack(crops: list[np.ndarray]) -> np.ndarray:
+    """Several square RGB crops as one ``(sum of S*S, 1, 3)`` uint8 array (see :func:`unpack`)."""
+    return np.concatenate([c.reshape(-1, 1, 3) for c in crops])
+
+
+def unpack(batch: np.ndarray, parts: tuple[InputSpec, ...]) -> list[np.ndarray]:
+    """The ``(N, S, S, 3)`` crops of each part from a batch of packed crops ``(N, L, 1, 3)``."""
+    out, start = [], 0
+    for part in parts:
+        n = part.size * part.size
+        out.append(np.ascontiguousarray(batch[:, start : start + n, 0, :].reshape(len(batch), part.size, part.size, 3)))
+        start += n
+    return out
 
 
 # ArcFace / SFace template for a 112×112 crop, in YuNet's landmark order (right eye, left eye, nose,
@@ -36,25 +65,6 @@ ARCFACE_112 = np.array(
     ],
     dtype=np.float64,
 )
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2×3 matrix of the similarity transform minimising ``sum |T(src) - dst|^2`` (Umeyama)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    n = src.shape[0]
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s_c, d_c = src - mu_s, dst - mu_d
-    var_s = (s_c**2).sum() / n
-    cov = d_c.T @ s_c / n
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        d[1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
 
 
 def five_point(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
@@ -110,8 +120,6 @@ def _reduce(image: np.ndarray, box, landmarks: np.ndarray, size: int):
 def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     """The crop of ``face`` (a :class:`facetwin.vision.detect.Face`) for an ``InputSpec`` alignment."""
     if alignment == "dlib":  # dlib's chip (it shrinks large faces itself)
-        from .dlib_chip import face_chip
-
         return face_chip(image, face.landmarks, size=size)
     image, box, landmarks = _reduce(image, face.box, face.landmarks, size)
     if alignment == "five_point":
@@ -121,4 +129,4 @@ def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown alignment '{alignment}'")
 
 
-__all__ = ["InputSpec", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "eye_angle", "align"]
+__all__ = ["InputSpec", "pack", "unpack", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "align"]

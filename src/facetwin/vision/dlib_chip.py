@@ -24,7 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from facetwin.vision.align import similarity_transform
+from facetwin.vision.geometry import similarity_transform
 
 CHIP_SIZE = 150
 PADDING = 0.25

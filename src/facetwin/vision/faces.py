@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from facetwin.errors import FacetwinError
-from facetwin.vision.align import InputSpec, align
+from facetwin.vision.align import InputSpec, align, pack
 from facetwin.vision.detect import Face, detect_faces
 from facetwin.vision.io import load_image, to_rgb
 
@@ -106,17 +106,29 @@ def face_crops(
     label = _label(image, name)
     rgb = _as_rgb(image, label)
     if not detect:
-        return [FaceCrop(label, _resize(rgb, spec.size), None, NOTE_WHOLE)]
+        return [FaceCrop(label, _crop(rgb, spec, None), None, NOTE_WHOLE)]
     faces = detect_faces(rgb)
     if not faces:
         if no_face == "center":
-            return [FaceCrop(label, centre_crop(rgb, spec.size), None, NOTE_CENTRE)]
+            return [FaceCrop(label, _crop(rgb, spec, "centre"), None, NOTE_CENTRE)]
         h, w = rgb.shape[:2]
         raise FacetwinError(
             f"{label}: no face found in the {w}×{h} image (use --no-face center to use a centred crop instead)."
         )
     chosen = faces if all_faces else faces[:1]
-    return [FaceCrop(label, align(rgb, face, spec.alignment, spec.size), face, NOTE_DETECTED) for face in chosen]
+    return [FaceCrop(label, _crop(rgb, spec, face), face, NOTE_DETECTED) for face in chosen]
+
+
+def _crop(rgb: np.ndarray, spec: InputSpec, face) -> np.ndarray:
+    """The crop of ``spec`` from a detected ``face``, the centre (``"centre"``) or the whole image (None);
+    one crop per part, packed, for a composite spec."""
+    if spec.parts:
+        return pack([_crop(rgb, part, face) for part in spec.parts])
+    if face is None:
+        return _resize(rgb, spec.size)
+    if isinstance(face, str):
+        return centre_crop(rgb, spec.size)
+    return align(rgb, face, spec.alignment, spec.size)
 
 
 @dataclass

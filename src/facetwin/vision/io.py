@@ -12,13 +12,40 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from facetwin.errors import FacetwinError
 
 MAX_PIXELS = 80_000_000  # larger than any camera photo; beyond this we treat the file as a decompression bomb
+# Photo formats only (anything else is "not an image file"): never EPS/PS, which Pillow would hand to Ghostscript.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 
 
-def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+def _open(stream, label: str) -> Image.Image:
+    """``Image.open`` restricted to :data:`FORMATS`: a file of any other format is "not an image"."""
+    return Image.open(stream, formats=FORMATS)
+
+
+def image_size(data: bytes, name: str | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the header of an image in ``data`` (nothing is decoded); FacetwinError if it is
+    not an image of an accepted format."""
+    label = name or "the uploaded image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(_io.BytesIO(data), label) as img:
+                return img.size
+    except FacetwinError:
+        raise
+    except Image.DecompressionBombError:
+        raise FacetwinError(f"{label}: image is too large to decode safely (decompression bomb).") from None
+    except UnidentifiedImageError:
+        raise FacetwinError(f"{label}: not an image file Pillow can read.") from None
+    except Exception as exc:  # noqa: BLE001 - a hostile header may break a plugin in any way
+        raise FacetwinError(f"{label}: broken image header ({type(exc).__name__}).") from None
+
+
+def load_image(source: str | Path | bytes, name: str | None = None, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode a file path or raw bytes into an ``(H, W, 3)`` RGB uint8 array.
 
     EXIF orientation is applied; grayscale, RGBA, palette, 16-bit and CMYK images are converted.
-    Anything that is not a decodable image of sane size raises :class:`FacetwinError` naming the file.
+    Anything that is not a decodable image (of :data:`FORMATS`) of at most ``max_pixels`` raises
+    :class:`FacetwinError` naming the file.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "the uploaded image")
     if isinstance(source, bytes):
@@ -33,11 +60,11 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
+            with _open(stream, label) as img:
                 width, height = img.size
-                if width * height > MAX_PIXELS:
+                if width * height > max_pixels:
                     raise FacetwinError(
-                        f"{label}: image is {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed."
+                        f"{label}: image is {width}×{height} pixels, more than the {max_pixels:,} allowed."
                     )
                 img.load()
                 img = ImageOps.exif_transpose(img)
@@ -50,6 +77,8 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
         raise FacetwinError(f"{label}: not an image file Pillow can read.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FacetwinError(f"{label}: broken or truncated image ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - a hostile file may break a decoder plugin in any way
+        raise FacetwinError(f"{label}: broken image ({type(exc).__name__} while decoding).") from None
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:
@@ -72,4 +101,6 @@ def to_rgb(img: Image.Image) -> np.ndarray:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))

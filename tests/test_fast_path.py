@@ -1,0 +1,96 @@
+"""The fast photo pipeline (YuNet in onnxruntime, SFace folded and PRelu split) against the reference path.
+
+Reference: OpenCV's ``cv2.FaceDetectorYN`` on the shipped YuNet file for detection, and the shipped int8 SFace
+graph run as it is (only repaired, no folding or rewriting) for the features. On real photos the fast path
+must find the same faces and give embeddings within cosine 0.999 of the reference (in practice > 0.99999);
+so must the opt-in bf16 precision (OpenVINO), when this machine has it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DATA, need
+
+PHOTOS = 40  # per folder: lfw-dev thumbnails and celebrity5 whole photos
+
+
+def _photos():
+    folders = [need(DATA / "lfw-dev" / "images"), need(DATA / "celebrity5")]
+    return [f for folder in folders for f in sorted(folder.rglob("*.jpg"))[:PHOTOS]]
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return _photos()
+
+
+def _reference_detect(rgb: np.ndarray) -> np.ndarray:
+    from facetwin.core import assets
+    from facetwin.vision.detect import NMS_THRESHOLD, SCORE_THRESHOLD, TOP_K
+
+    det = cv2.FaceDetectorYN.create(
+        str(assets.locate("yunet")), "", (rgb.shape[1], rgb.shape[0]), SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K
+    )
+    _, found = det.detect(np.ascontiguousarray(rgb[..., ::-1]))
+    return np.zeros((0, 15), np.float32) if found is None else found
+
+
+def test_yunet_in_onnxruntime_finds_what_opencv_finds(photos):
+    from facetwin.vision import yunet
+    from facetwin.vision.detect import NMS_THRESHOLD, SCORE_THRESHOLD, TOP_K
+    from facetwin.vision.io import load_image
+
+    faces = 0
+    for f in photos:
+        rgb = load_image(f)
+        ours = yunet.detect(rgb, SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K)
+        ref = _reference_detect(rgb)
+        assert ours.shape == ref.shape, f
+        if len(ref):
+            assert np.abs(ours - ref).max() < 1e-2, f  # pixels and score
+        faces += len(ref)
+    assert faces >= len(photos)
+
+
+def test_fast_embeddings_match_the_original_graph_on_real_photos(photos):
+    import onnxruntime as ort
+
+    import facetwin
+    from facetwin.core import assets
+    from facetwin.core.onnx_graph import fixed_model
+    from facetwin.vision.align import align
+    from facetwin.vision.detect import Face
+    from facetwin.vision.io import load_image
+
+    model = facetwin.load("sface")
+    original = ort.InferenceSession(
+        fixed_model(assets.read_verified("sface")).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    cosines = []
+    for f in photos:
+        rgb = load_image(f)
+        found = _reference_detect(rgb)
+        row = found[np.argmax(found[:, 2] * found[:, 3])]  # the largest face, as facetwin picks it
+        face = Face(tuple(float(v) for v in row[:4]), row[4:14].reshape(5, 2).astype(np.float64), float(row[14]))
+        crop = align(rgb, face, "five_point", 112)
+        ref = original.run(None, {"data": crop.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
+        ours = model.embed([str(f)])[0]
+        cosines.append(float(ours @ ref / np.linalg.norm(ref)))
+    assert min(cosines) >= 0.999, f"lowest cosine {min(cosines):.6f}"
+
+
+def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(photos):
+    import facetwin
+    from facetwin.backbones.sface import openvino_bf16
+
+    if not openvino_bf16():
+        pytest.skip("OpenVINO is not installed or this CPU has no native bfloat16")
+    fp32, bf16 = facetwin.load("sface", precision="fp32"), facetwin.load("sface", precision="bf16")
+    assert bf16.backbone.describe()["runtime"].startswith("openvino bf16") and bf16.fingerprint != fp32.fingerprint
+    crops = np.stack([fp32.face_crops(str(f))[0].crop for f in photos])
+    a, b = fp32.embed_crops(crops), bf16.embed_crops(crops)
+    np.testing.assert_allclose(bf16.embed_crops(crops[:1]), b[:1], atol=1e-3)  # batch 1 = batched
+    assert float((a * b).sum(axis=1).min()) >= 0.999
