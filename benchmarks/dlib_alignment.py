@@ -6,7 +6,7 @@ Needs the real dlib (``pip install dlib-bin``, dev extra) for its face detector 
 
 1. Template: on lfw-dev people who appear in no pair, dlib's HOG detector + 5-point model give dlib's chip frame;
    YuNet's 5 landmarks are mapped into dlib's unit square and averaged. The mean is
-   ``facetwin.dlib_chip.YUNET_TEMPLATE`` (printed here; the spread shows how much single faces differ).
+   ``facetwin.vision.dlib_chip.YUNET_TEMPLATE`` (printed here; the spread shows how much single faces differ).
 2. Accuracy on the pairs (5-fold, thresholds from the other folds, cosine distance of facetwin's dlib network):
    chips from YuNet landmarks + that template, against chips from dlib's 5-point model (on dlib's detector's box;
    on YuNet's box when dlib's detector finds nothing). Images where neither finds a face get a centre crop.

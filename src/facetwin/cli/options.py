@@ -129,6 +129,19 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         choices=["best", "final"],
         help="keep the epoch with the best validation AUC (epoch 0 included) or the last one",
     )
+    p.add_argument(
+        "--trainable-from",
+        metavar="K",
+        help="train the trunk from layer K on too (vggface: deepface index, the paper's 34; dlib: stage0..stage4 "
+        "or fc); the frozen part's output is cached",
+    )
+    p.add_argument("--trunk-lr", type=float, help="learning rate of those pretrained layers (default: --lr / 10)")
+    p.add_argument(
+        "--augment", type=int, default=0, metavar="N", help="N augmented copies of every crop (flip, shift, colour)"
+    )
+    p.add_argument(
+        "--augment-degrade", metavar="SHIFTS", help="add domain shifts to the augmentation: lowres,nir,mask,jpeg"
+    )
     add_no_face(p, training=True)
     p.add_argument(
         "--head-precision",
@@ -156,6 +169,10 @@ TRAINING_KEYS = (
     "head",
     "keep",
     "no_face",
+    "trainable_from",
+    "trunk_lr",
+    "augment",
+    "augment_degrade",
 )
 
 

@@ -26,6 +26,12 @@ def register(subparsers) -> None:
         help="frozen backbone(s): sface (default), dlib, vggface, or a '+'-joined list such as sface+dlib"
     )
     add_training_options(p)
+    p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="the recipe the domain-shift benchmark found best for this backbone (cut, learning rates, epochs); "
+        "keeps the best epoch by held-out AUC and falls back to the frozen backbone when fine-tuning does not help",
+    )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="start over in a RUN_DIR that holds a run or checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -37,6 +43,10 @@ def run(args) -> int:
 
     configure_torch(args.threads)
     options = training_options(args)
+    if args.adapt:
+        from facetwin.training.adapt import adapt_options
+
+        options = adapt_options(args.backbone, options)
     summary = train(
         args.data_dir,
         args.out,
@@ -56,6 +66,7 @@ def run(args) -> int:
         "val_auc",
         "initial_val_auc",
         "train_seconds",
+        "adapt",
     )
     print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
     print(f"model written to {args.out} (model.json, head.safetensors, metrics.json, curves.png)")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE, make_backbone
+from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import verification_report
 from facetwin.evaluation.pairs_file import Pair, read_pairs
@@ -34,6 +34,7 @@ from facetwin.training.config import TrainConfig
 from facetwin.training.dataset import dataset_from_features, list_images
 from facetwin.training.features import FeatureSet, extract_features
 from facetwin.training.fit import fit, pair_distances
+from facetwin.training.trainable import training_backbone
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def cross_train_evaluate(
     images_dir = Path(images_dir)
     pairs, n_missing = _present_pairs(list(read_pairs(pairs_path).pairs), images_dir, skip_missing)
 
-    bb = make_backbone(config.backbone, config.weights, config.tta)
+    bb = training_backbone(config)
     files, owners = list_images(images_dir)
     pair_files = sorted({str(images_dir / p.a) for p in pairs} | {str(images_dir / p.b) for p in pairs})
     fs = extract_features(bb, list(dict.fromkeys(files + pair_files)), progress=progress, desc="trunk features")
@@ -122,6 +123,7 @@ def cross_train_evaluate(
                 "kept_epoch": result.summary.get("kept_epoch"),
                 "val_auc": result.summary.get("val_auc"),
                 "initial_val_auc": result.summary.get("initial_val_auc"),
+                "epoch_seconds": result.summary.get("epoch_seconds"),
             }
         )
     report = _report(distances[usable], same[usable], fold[usable], per_fold)

@@ -22,6 +22,7 @@ from facetwin.errors import FacetwinError
 from facetwin.training.curves import plot_curves
 from facetwin.training.features import face_policy
 from facetwin.training.siamese import Siamese, build_head
+from facetwin.training.trainable import cut_backbone
 
 FORMAT = "facetwin-run"
 VERSION = 1
@@ -42,6 +43,19 @@ def _paper_deviations(config) -> list[str]:
     if config.backbone != "vggface":
         notes.append(f"backbone {config.backbone} with a {config.head} head (the paper: VGG-Face fc8 + tanh)")
     return notes
+
+
+def _trainable_trunk(model, config) -> dict | None:
+    """The trunk layers after the cut that trained with the head (saved in head.safetensors as ``head.0.*``)."""
+    if config.trainable_from is None:
+        return None
+    tail = model.head[0]
+    return {
+        "from": config.trainable_from,
+        "lr": config.trunk_lr,
+        "parameters": int(sum(p.numel() for p in tail.parameters())),
+        "frozen": config.trunk_lr == 0,
+    }
 
 
 def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) -> None:
@@ -80,6 +94,7 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
             "embedding_dim": config.embedding_dim,
             "output_dim": out_dim,
             "trainable_parameters": int(sum(p.numel() for p in model.head.parameters() if p.requires_grad)),
+            "trainable_trunk": _trainable_trunk(model, config),
             "distance": "euclidean",
             "distance_formula": "sqrt(max(sum((a-b)^2), 1e-7))",
             "logistic": {"slope": model.slope, "intercept": model.intercept, "formula": "sigmoid(slope*d + intercept)"},
@@ -138,6 +153,8 @@ def load_siamese(run_dir, backbone=None):
     if backbone is None:
         options = doc["backbone"]["options"]
         backbone = make_backbone(doc["backbone"]["name"], options.get("weights"), options.get("tta", "none"))
+    if hp.get("trainable_from") is not None and not hasattr(backbone, "make_tail"):
+        backbone = cut_backbone(backbone, hp["trainable_from"])  # frozen part; the trained layers load below
     if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
         raise FacetwinError(
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "

@@ -61,6 +61,11 @@ class TrainConfig:
     no_face: str = "center"
     precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
+    trainable_from: str | None = None  # trunk layers from this cut on train too (training/trainable.py)
+    trunk_lr: float | None = None  # learning rate of those pretrained layers (default: lr / 10; 0 = frozen)
+    augment: int = 0  # augmented variants per image (training/augment.py); 0 = none
+    augment_degrade: str | None = None  # comma-separated shifts of training/degrade.py added to the augmentation
+    adapt: bool = False  # the --adapt recipe (training/adapt.py): never ends worse than the frozen backbone
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset, then the backbone's defaults."""
@@ -94,6 +99,18 @@ class TrainConfig:
             raise FacetwinError(f"unknown keep rule '{c.keep}'; choose best or final.")
         if c.precision not in HEAD_PRECISIONS:
             raise FacetwinError(f"unknown head precision '{c.precision}'; choose one of: {', '.join(HEAD_PRECISIONS)}.")
+        if c.trainable_from is not None:
+            c.trainable_from = str(c.trainable_from)
+            if c.trunk_lr is None:
+                c.trunk_lr = c.lr / 10
+        if c.augment_degrade:
+            from facetwin.training.degrade import SHIFTS
+
+            bad = [x for x in c.augment_degrade.split(",") if x.strip() and x.strip() not in SHIFTS]
+            if bad:
+                raise FacetwinError(f"unknown --augment-degrade shift '{bad[0]}'; choose from {', '.join(SHIFTS)}.")
+        if c.augment < 0 or (c.trunk_lr is not None and c.trunk_lr < 0):
+            raise FacetwinError("--augment must be >= 0 and --trunk-lr >= 0 (0 keeps the trunk layers frozen).")
         if c.precision == "auto":
             c.precision = auto_head_precision(c.backbone)
         finite_number(c.lr, "--lr", positive=True)

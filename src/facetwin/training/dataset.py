@@ -25,6 +25,7 @@ class Dataset:
     no_face: list[str] = field(default_factory=list)  # files without a detected face (centre crop or skipped)
     no_face_action: str = "center"
     extraction: dict = field(default_factory=dict)
+    augmented: np.ndarray | None = None  # (V, N, feature_dim): augmented copies of every row (training/augment.py)
 
     def report(self) -> dict:
         return {
@@ -56,16 +57,30 @@ def list_images(data_dir: str | Path) -> tuple[list[str], list[str]]:
 
 
 def load_dataset(
-    data_dir: str | Path, backbone, *, no_face: str = "center", progress: bool = True, exclude_people=()
+    data_dir: str | Path,
+    backbone,
+    *,
+    no_face: str = "center",
+    progress: bool = True,
+    exclude_people=(),
+    augment=None,
 ) -> Dataset:
-    """List, extract (cached) and filter a folder-per-person data set for training."""
+    """List, extract (cached) and filter a folder-per-person data set for training (+ augmented copies)."""
     files, owners = list_images(data_dir)
     excluded = set(exclude_people)
     keep = [i for i, o in enumerate(owners) if o not in excluded]
     files = [files[i] for i in keep]
     owners = [owners[i] for i in keep]
     fs = extract_features(backbone, files, progress=progress, desc="trunk features")
-    return dataset_from_features(str(data_dir), fs, owners, no_face=no_face)
+    data = dataset_from_features(str(data_dir), fs, owners, no_face=no_face)
+    if augment is not None:
+        copies = []
+        for v in range(1, augment.variants + 1):
+            aug = extract_features(backbone, data.files, progress=progress, desc=f"augmented copy {v}", augment=augment,
+                                   variant=v)
+            copies.append(np.where(aug.ok[:, None], aug.features, data.features))
+        data.augmented = np.stack(copies)
+    return data
 
 
 def dataset_from_features(root: str, fs: FeatureSet, owners: list[str], *, no_face: str) -> Dataset:

@@ -6,12 +6,14 @@ storing) only the missing ones. The key of one entry is
 
     sha256(image bytes)  inside a folder named by  sha256(canonical JSON of backbone.describe() + face policy)
 
-so a change of weights, preprocessing, split point or detection/alignment policy never reuses stale
-features. Every image is stored with the face that was used: the detected (largest) face when there is
-one, otherwise the centre crop together with the note ``"no face found: centre crop used"``; what to do
-with face-less photos (error, centre crop, skip) is decided when the features are used, so one cache
-serves every ``--no-face`` policy. Entries are single ``.npz`` files written atomically (temp + rename);
-an entry that is unreadable, of the wrong shape or not finite is recomputed.
+so a change of weights, preprocessing, split point (``--trainable-from`` cut) or detection/alignment policy
+never reuses stale features; augmented copies of the crops (``training/augment.py``) add the augmentation and
+the copy number to the folder's key. Every image is stored with the face that was used: the detected
+(largest) face when there is one, otherwise the centre crop together with the note
+``"no face found: centre crop used"``; what to do with face-less photos (error, centre crop, skip) is
+decided when the features are used, so one cache serves every ``--no-face`` policy. Entries are single
+``.npz`` files written atomically (temp + rename); an entry that is unreadable, of the wrong shape or not
+finite is recomputed.
 """
 
 from __future__ import annotations
@@ -46,21 +48,24 @@ def face_policy(backbone) -> dict:
     }
 
 
-def cache_key(backbone) -> str:
-    """Folder name for one backbone + face policy (sha256 of their canonical JSON, 24 hex digits)."""
-    text = canonical_json({"backbone": backbone.describe(), "policy": face_policy(backbone)})
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def _key_doc(backbone, augment=None, variant: int = 0) -> dict:
+    doc = {"backbone": backbone.describe(), "policy": face_policy(backbone)}
+    if augment is not None and variant:  # augmented copies of the crops (training/augment.py), copy ``variant``
+        doc["augment"] = {**augment.describe(), "variant": int(variant)}
+    return doc
 
 
-def cache_dir(backbone) -> Path:
-    """Where this backbone's features live (created, with a ``key.json`` saying what they are)."""
-    folder = paths.home() / "features" / cache_key(backbone)
+def cache_key(backbone, augment=None, variant: int = 0) -> str:
+    """Folder name for one backbone + face policy (+ augmented copy): sha256 of their canonical JSON, 24 hex."""
+    return hashlib.sha256(canonical_json(_key_doc(backbone, augment, variant)).encode()).hexdigest()[:24]
+
+
+def cache_dir(backbone, augment=None, variant: int = 0) -> Path:
+    """Where these features live (created, with a ``key.json`` saying what they are)."""
+    folder = paths.home() / "features" / cache_key(backbone, augment, variant)
     key_file = folder / "key.json"
     if not key_file.exists():
-        paths.atomic_write_text(
-            key_file,
-            json.dumps({"backbone": backbone.describe(), "policy": face_policy(backbone)}, indent=2, default=str),
-        )
+        paths.atomic_write_text(key_file, json.dumps(_key_doc(backbone, augment, variant), indent=2, default=str))
     return folder
 
 
@@ -111,20 +116,24 @@ def extract_features(
     batch_size: int = 32,
     progress: bool = True,
     desc: str = "trunk features",
+    augment=None,
+    variant: int = 0,
 ) -> FeatureSet:
     """Trunk features for ``files``, from the cache where possible; unreadable files are reported, not fatal.
 
     A composite backbone (``sface+dlib``) is extracted part by part, each from its own cache, and joined.
+    With ``augment`` and ``variant`` > 0, the features of augmented copy ``variant`` of every crop (cached apart).
     """
     if getattr(backbone, "parts", None):
         parts = [
-            extract_features(part, files, batch_size=batch_size, progress=progress, desc=desc)
+            extract_features(part, files, batch_size=batch_size, progress=progress, desc=desc, augment=augment,
+                             variant=variant)
             for part in backbone.parts
         ]
         return _joined(backbone, parts)
     start = time.perf_counter()
     names = [str(f) for f in files]
-    folder = cache_dir(backbone)
+    folder = cache_dir(backbone, augment, variant)
     dim = int(backbone.feature_dim)
     result = FeatureSet(
         files=names, features=np.full((len(names), dim), np.nan, np.float32), ok=np.zeros(len(names), bool)
@@ -164,7 +173,8 @@ def extract_features(
         for batch in crop_batches(uncached(), backbone.input, batch_size=batch_size, no_face="center"):
             result.failed += [(names[misses[i][0]], message) for i, message in batch.failed]
             if batch.rows:
-                _compute(backbone, batch, [misses[i] for i in batch.rows], result, notes)
+                augmented = (lambda crops: augment.batch(crops, variant)) if augment is not None and variant else None
+                _compute(backbone, batch, [misses[i] for i in batch.rows], result, notes, augmented)
             if bar is not None:
                 bar.update(batch.done)
     finally:
@@ -175,10 +185,13 @@ def extract_features(
     return result
 
 
-def _compute(backbone, batch, targets: list[tuple[int, Path]], result: FeatureSet, notes: list[str]) -> None:
-    """Run the trunk on one batch of crops; store each feature in ``result`` and in the cache."""
+def _compute(backbone, batch, targets: list[tuple[int, Path]], result: FeatureSet, notes: list[str],
+             transform=None) -> None:
+    """Run the trunk on one batch of crops (``transform``-ed first, if given); store each feature in ``result``
+    and in the cache."""
     dim = int(backbone.feature_dim)
-    feats = np.asarray(backbone.trunk(np.stack(batch.crops)), dtype=np.float32)
+    crops = np.stack(batch.crops)
+    feats = np.asarray(backbone.trunk(transform(crops) if transform else crops), dtype=np.float32)
     result.trunk_calls += 1
     if feats.shape != (len(batch.rows), dim):
         raise FacetwinError(f"backbone {backbone.name} returned trunk features of shape {feats.shape}.")

@@ -25,6 +25,7 @@ from facetwin.training import checkpoint as ckpt_io
 from facetwin.training.config import TrainConfig
 from facetwin.training.pairs import PairPlan, epoch_rng
 from facetwin.training.siamese import Siamese, bce_loss, build_head, contrastive_loss, euclidean, fit_logistic, log_loss
+from facetwin.training.trainable import tail_parameters
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,14 @@ def _val_metrics(model, x, plan: PairPlan, precision) -> dict:
 
 
 def _optimizer(model: Siamese, c: TrainConfig) -> torch.optim.Optimizer:
-    head_params = [p for p in model.head.parameters() if p.requires_grad]
+    tail = {id(p) for p in tail_parameters(model.head)}
+    head_params = [p for p in model.head.parameters() if p.requires_grad and id(p) not in tail]
     groups = [
         {"params": head_params, "weight_decay": c.weight_decay},
         {"params": list(model.logistic.parameters()), "weight_decay": 0.0},
     ]
+    if tail:  # pretrained trunk layers: a lower learning rate, no decay toward zero
+        groups.append({"params": tail_parameters(model.head), "weight_decay": 0.0, "lr": c.trunk_lr})
     cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
     try:
         return cls(groups, fused=True, lr=c.lr)
@@ -124,6 +128,10 @@ def _train_epoch(model: Siamese, optimizer, x, plan: PairPlan, c: TrainConfig, e
     a, b, y = plan.train_pairs(epoch)
     perm = epoch_rng(c.seed, epoch, stream=2).permutation(len(a))
     ta, tb, ty = torch.from_numpy(a[perm]), torch.from_numpy(b[perm]), torch.from_numpy(y[perm])
+    if x.dim() == 3:  # a bank of augmented copies (row 0 clean): each pair side draws one copy
+        va, vb = torch.from_numpy(epoch_rng(c.seed, epoch, stream=3).integers(0, x.shape[0], size=(2, len(a))))
+        ta, tb = va * x.shape[1] + ta, vb * x.shape[1] + tb
+        x = x.reshape(-1, x.shape[2])
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
@@ -163,19 +171,27 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch=None,
+    augmented: np.ndarray | None = None,
 ) -> FitResult:
-    """Train a Siamese head on feature rows with person ``labels``; see the module docstring."""
+    """Train a Siamese head on feature rows with person ``labels``; see the module docstring.
+
+    ``augmented`` ``(V, N, D)``: features of ``V`` augmented copies of every row (``training/augment.py``);
+    training pairs then draw the clean row or a copy, validation stays clean.
+    """
     c = config.resolved()
     x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     labels = np.asarray(labels)
     plan = PairPlan(labels, c)
     torch.manual_seed(c.seed)
     model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed))
+    full = model
+    model, x, bank = _prepare(model, x, augmented, c)
     start_time = time.perf_counter()
     initial, margin = _start(model, x, plan, c)
     history: list[dict] = [initial]
     optimizer = _optimizer(model, c)
     best = {"epoch": 0, "auc": initial.get("val_auc", -1.0), "state": _state_copy(model)}
+    initial_state = best["state"]  # epoch 0: the frozen backbone itself (deterministic, so also valid on resume)
     start_epoch = 1
     ckpt_path = Path(checkpoint) if checkpoint else None
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -199,7 +215,7 @@ def fit(
         bar = tqdm(total=c.epochs, initial=start_epoch - 1, desc="epochs", unit="epoch", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, c.epochs + 1):
-            row = _train_epoch(model, optimizer, x, plan, c, epoch, margin)
+            row = _train_epoch(model, optimizer, x if bank is None else bank, plan, c, epoch, margin)
             row.update(_val_metrics(model, x, plan, c.precision))
             if row.get("val_auc", -math.inf) > best["auc"]:
                 best = {"epoch": epoch, "auc": row["val_auc"], "state": _state_copy(model)}
@@ -219,7 +235,36 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    return _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
+    if c.adapt and plan.has_val and best["epoch"] > 0:
+        kept_row = next(h for h in history if h["epoch"] == best["epoch"])
+        if kept_row.get("val_best_accuracy", 1.0) < history[0].get("val_best_accuracy", 0.0):
+            best = {"epoch": 0, "auc": history[0].get("val_auc"), "state": initial_state}  # better AUC, worse accuracy
+    result = _finish(model, x, labels, plan, c, history, best, margin, time.perf_counter() - start_time)
+    result.model = full.eval()  # shares its parameters with the model trained (the same one without a frozen tail)
+    return result
+
+
+def _prepare(model: Siamese, x: torch.Tensor, augmented, c: TrainConfig):
+    """``(model, x, bank)`` to train: the bank of augmented rows (row 0 clean) or None; a frozen tail run once."""
+    bank = None
+    if augmented is not None and len(augmented):
+        bank = torch.cat([x[None], torch.as_tensor(np.ascontiguousarray(augmented, dtype=np.float32))])
+    if c.trunk_lr == 0 and getattr(model.head, "has_tail", False):
+        if bank is not None:
+            bank = torch.stack([_run_frozen_tail(model, v)[0] for v in bank])
+        x, model = _run_frozen_tail(model, x)
+    return model, x, bank
+
+
+def _run_frozen_tail(model: Siamese, x: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, Siamese]:
+    """Trunk layers after a cut kept frozen (``trunk_lr = 0``): run them once on every row, then train the head
+    alone on their output; the returned network shares the head and logistic unit of ``model``."""
+    tail = model.head[0].eval().requires_grad_(False)
+    with torch.inference_mode():
+        out = torch.cat([tail(x[s : s + chunk]) for s in range(0, len(x), chunk)]) if len(x) else x
+    inner = Siamese(model.head[1:])
+    inner.logistic = model.logistic
+    return out.clone(), inner
 
 
 def _finish(model, x, labels, plan: PairPlan, c: TrainConfig, history, best, margin, seconds) -> FitResult:
@@ -237,6 +282,7 @@ def _finish(model, x, labels, plan: PairPlan, c: TrainConfig, history, best, mar
         "kept_epoch": kept,
         "keep_rule": c.keep if plan.has_val else "final",
         "train_seconds": seconds,
+        "epoch_seconds": float(np.mean([h["seconds"] for h in history[1:]])) if len(history) > 1 else None,
         "train_images": int(len(train_rows)),
         "train_people": int(len(np.unique(labels[train_rows]))),
         "contrastive_margin": margin if c.loss == "contrastive" else None,

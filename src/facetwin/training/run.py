@@ -13,12 +13,15 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE, make_backbone
+from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.errors import FacetwinError
+from facetwin.training.adapt import adapt_report
 from facetwin.training.artifact import save_run
+from facetwin.training.augment import Augment
 from facetwin.training.config import TrainConfig
 from facetwin.training.dataset import load_dataset
 from facetwin.training.fit import fit
+from facetwin.training.trainable import training_backbone
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ def train(
     config = TrainConfig(backbone=backbone, weights=weights, preset=preset, **options).resolved()
     out = Path(out)
     _check_out(out, resume, overwrite)
-    bb = make_backbone(config.backbone, config.weights, config.tta)
-    data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress)
+    bb = training_backbone(config)
+    data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress, augment=Augment.from_config(config))
     rep = data.report()
     log.info(
         "%d images of %d people (%d computed, %d from the feature cache); %d unreadable, %d without a face (%s)",
@@ -65,9 +68,18 @@ def train(
     for f in rep["no_face_first"]:
         log.info("  no face: %s", f)
     result = fit(
-        data.features, data.labels, bb, config, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress
+        data.features,
+        data.labels,
+        bb,
+        config,
+        checkpoint=out / "checkpoint.pt",
+        resume=resume,
+        progress=progress,
+        augmented=data.augmented,
     )
     summary = dict(result.summary)
+    if config.adapt:
+        summary["adapt"] = adapt_report(summary)
     summary["data"] = {"dir": str(Path(data_dir).resolve()), **rep, "extraction": data.extraction}
     save_run(
         out,

@@ -86,6 +86,10 @@ def build_head(backbone, kind: str, embedding_dim: int | None = None, seed: int 
         layers.append(_projection(int(backbone.embedding_dim), int(embedding_dim), seed))
         if kind == "residual":
             layers.append(Normalize())
+    if hasattr(backbone, "make_tail"):  # trainable trunk layers (training/trainable.py) come first
+        head = nn.Sequential(backbone.make_tail(), *layers)
+        head.has_tail = True
+        return head
     return nn.Sequential(*layers)
 
 
