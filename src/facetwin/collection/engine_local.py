@@ -14,22 +14,25 @@ def run_local(paths: list[str], model, writer: ShardWriter) -> None:
     spec = model.backbone.input
     per_batch = embed_batch_size(model)
     pending: list[dict] = []
-    faces = 0
+    faces = photos = 0
 
     def embed_pending() -> None:
-        nonlocal faces
+        nonlocal faces, photos
         if not pending:
             return
         merged = {key: _concat([b[key] for b in pending]) for key in pending[0]}
         pending.clear()
-        faces = 0
+        faces = photos = 0
         writer.add(embedder(merged))
 
-    for start in range(0, len(paths), PREPARE_PHOTOS):
-        batch = prepare({"path": paths[start : start + PREPARE_PHOTOS]}, size=spec.size, alignment=spec.alignment)
+    step = min(PREPARE_PHOTOS, writer.shard_photos)
+    for start in range(0, len(paths), step):
+        chunk = paths[start : start + step]
+        batch = prepare({"path": chunk}, size=spec.size, alignment=spec.alignment)
         pending.append(batch)
         faces += len(batch["path"])
-        if faces >= per_batch:
+        photos += len(chunk)
+        if faces >= per_batch or photos >= writer.shard_photos:  # a shard is written as soon as it is full
             embed_pending()
     embed_pending()
 
