@@ -85,3 +85,18 @@ def test_gallery_and_training_understand_a_composite_with_flip(facetwin_home, tm
         model.verify(att / "s2" / "1.pgm", att / "s2" / "2.pgm").distance
         < model.verify(att / "s2" / "1.pgm", att / "s3" / "1.pgm").distance
     )
+
+
+def test_a_composite_model_indexes_and_finds(tmp_path):
+    import facetwin
+
+    folder = tmp_path / "photos"
+    for person in ("obama", "biden"):
+        (folder / person).mkdir(parents=True)
+        for f in sorted(need(DATA / "face_recognition_examples" / person).iterdir())[:2]:
+            (folder / person / f.name).symlink_to(f)
+    out = tmp_path / "index"
+    summary = facetwin.index([folder], out, model="sface+dlib:flip", engine="local", progress=False)
+    assert summary.added_faces >= 4
+    hits = facetwin.find(OBAMA / "obama.jpg", out).hits
+    assert hits and {Path(h.path).parent.name for h in hits} == {"obama"}

@@ -28,7 +28,7 @@ def run_local(paths: list[str], model, writer: ShardWriter) -> None:
     step = min(PREPARE_PHOTOS, writer.shard_photos)
     for start in range(0, len(paths), step):
         chunk = paths[start : start + step]
-        batch = prepare({"path": chunk}, size=spec.size, alignment=spec.alignment)
+        batch = prepare({"path": chunk}, spec=spec)
         pending.append(batch)
         faces += len(batch["path"])
         photos += len(chunk)

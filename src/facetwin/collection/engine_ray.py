@@ -68,7 +68,7 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         blocks = max(1, min(len(paths), max(2 * actors, len(paths) // (2 * PREPARE_PHOTOS)), 4096))
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(
-            prepare, fn_kwargs={"size": spec.size, "alignment": spec.alignment}, batch_size=PREPARE_PHOTOS,
+            prepare, fn_kwargs={"spec": spec}, batch_size=PREPARE_PHOTOS,
             batch_format="numpy", num_cpus=1,
         )
         ds = ds.map_batches(

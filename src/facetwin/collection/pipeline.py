@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.errors import FacetwinError
-from facetwin.vision.align import InputSpec
+from facetwin.vision.align import InputSpec, crop_shape
 from facetwin.vision.faces import face_crops
 from facetwin.vision.io import load_image
 
@@ -31,11 +31,10 @@ def _read(path: str) -> tuple[bytes, int]:
     return Path(path).read_bytes(), int(mtime)
 
 
-def prepare(batch: dict, *, size: int, alignment: str) -> dict:
+def prepare(batch: dict, *, spec: InputSpec) -> dict:
     """Stage 1 on a batch ``{"path": [...]}``: rows of faces (with crops) and of faceless or unreadable photos."""
-    spec = InputSpec(int(size), str(alignment))
     rows: dict[str, list] = {k: [] for k in (*SCALARS, "box", "landmarks", "crop")}
-    blank = np.zeros((spec.size, spec.size, 3), np.uint8)
+    blank = np.zeros(crop_shape(spec), np.uint8)
 
     def add(path, digest, nbytes, mtime, width, height, n_faces, face=-1, crop=None, error=""):
         for key, value in (
@@ -82,7 +81,7 @@ def prepare(batch: dict, *, size: int, alignment: str) -> dict:
         out[key] = np.asarray(rows[key], dtype=dtype)
     out["box"] = np.stack(rows["box"]) if rows["box"] else np.zeros((0, 4), np.float32)
     out["landmarks"] = np.stack(rows["landmarks"]) if rows["landmarks"] else np.zeros((0, 10), np.float32)
-    out["crop"] = np.stack(rows["crop"]) if rows["crop"] else np.zeros((0, spec.size, spec.size, 3), np.uint8)
+    out["crop"] = np.stack(rows["crop"]) if rows["crop"] else np.zeros((0, *crop_shape(spec)), np.uint8)
     return out
 
 
@@ -101,7 +100,8 @@ def load_model(source: str, *, threads: int | None = None):
 
 def embed_batch_size(model) -> int:
     """Faces per embedding batch: 64 for 112-px crops, fewer for larger inputs (16 at 224 px)."""
-    return max(8, int(64 * (112 / model.backbone.input.size) ** 2))
+    pixels = crop_shape(model.backbone.input)
+    return max(8, int(64 * 112 * 112 / (pixels[0] * pixels[1])))
 
 
 class Embedder:

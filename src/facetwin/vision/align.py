@@ -38,6 +38,13 @@ class InputSpec:
         return {"size": self.size, "alignment": self.alignment}
 
 
+def crop_shape(spec: InputSpec) -> tuple[int, int, int]:
+    """The array shape of one crop of ``spec`` (packed parts for a composite)."""
+    if spec.parts:
+        return (sum(part.size * part.size for part in spec.parts), 1, 3)
+    return (spec.size, spec.size, 3)
+
+
 def pack(crops: list[np.ndarray]) -> np.ndarray:
     """Several square RGB crops as one ``(sum of S*S, 1, 3)`` uint8 array (see :func:`unpack`)."""
     return np.concatenate([c.reshape(-1, 1, 3) for c in crops])
@@ -129,4 +136,4 @@ def align(image: np.ndarray, face, alignment: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown alignment '{alignment}'")
 
 
-__all__ = ["InputSpec", "pack", "unpack", "ARCFACE_112", "similarity_transform", "five_point", "vggface", "align"]
+__all__ = ["InputSpec", "crop_shape", "pack", "unpack", "ARCFACE_112", "five_point", "vggface", "align"]
