@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facetwin.core.distances import normalize
 from facetwin.errors import FacetwinError
 from facetwin.vision.align import InputSpec
 
@@ -87,4 +88,18 @@ class Backbone(ABC):
         return self.embed_features(self.trunk(crops))
 
 
-__all__ = ["Backbone", "Calibration", "InputSpec", "crop_batch"]
+class MetricBackbone(Backbone):
+    """A backbone trained for a metric (sface, dlib): its pretrained head is L2 normalisation, cosine distance."""
+
+    distance = "cosine"
+
+    def pretrained_head(self) -> torch.nn.Module:
+        from facetwin.backbones.layers import L2Normalize
+
+        return L2Normalize().eval()
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        return normalize(features)
+
+
+__all__ = ["Backbone", "Calibration", "InputSpec", "MetricBackbone", "crop_batch"]

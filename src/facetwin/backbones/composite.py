@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetwin.backbones.base import Backbone, Calibration
+from facetwin.backbones.base import Backbone, Calibration, MetricBackbone
 from facetwin.core.distances import normalize
 from facetwin.vision.align import InputSpec, unpack
 
 
-class Composite(Backbone):
+class Composite(MetricBackbone):
     """The parts' normalised embeddings, concatenated; cosine distance."""
 
-    distance = "cosine"
 
     def __init__(self, parts: list[Backbone], calibration: Calibration | None = None) -> None:
         self.parts = list(parts)
@@ -47,13 +46,7 @@ class Composite(Backbone):
         views = unpack(crops, self.input.parts)
         return self.join([part.trunk(view) for part, view in zip(self.parts, views, strict=True)])
 
-    def pretrained_head(self):
-        from facetwin.backbones.layers import L2Normalize
 
-        return L2Normalize().eval()
-
-    def embed_features(self, features: np.ndarray) -> np.ndarray:
-        return normalize(features)
 
     def describe(self) -> dict:
         return {"name": self.name, "parts": [part.describe() for part in self.parts], "feature_dim": self.feature_dim}

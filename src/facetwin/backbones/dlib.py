@@ -28,10 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from facetwin.backbones import dlib_weights as W
-from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
-from facetwin.backbones.layers import L2Normalize
+from facetwin.backbones.base import Calibration, InputSpec, MetricBackbone, crop_batch
 from facetwin.core import precision as _precision
-from facetwin.core.distances import normalize
 from facetwin.errors import FacetwinError
 from facetwin.vision.dlib_chip import PADDING, YUNET_TEMPLATE
 
@@ -109,12 +107,11 @@ def load_network(dat: str | None = None) -> tuple[DlibResNet, str]:
     return network.eval(), loaded.sha256
 
 
-class DlibBackbone(Backbone):
+class DlibBackbone(MetricBackbone):
     """dlib's ResNet as a facetwin backbone: dlib's 150×150 chips (from YuNet landmarks) → 128-d, batched."""
 
     name = "dlib"
     input = InputSpec(CHIP_SIZE, "dlib")
-    distance = "cosine"
     feature_dim = W.EMBEDDING_DIM
     embedding_dim = W.EMBEDDING_DIM
     calibration = CALIBRATION
@@ -143,11 +140,7 @@ class DlibBackbone(Backbone):
                 out[start : start + len(batch)] = self.network(batch).float().numpy()
         return out
 
-    def pretrained_head(self) -> torch.nn.Module:
-        return L2Normalize().eval()
 
-    def embed_features(self, features: np.ndarray) -> np.ndarray:
-        return normalize(features)
 
     def describe(self) -> dict:
         return {

@@ -19,18 +19,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
+from facetwin.backbones.base import Calibration, InputSpec, MetricBackbone, crop_batch
 from facetwin.core import assets
-from facetwin.core.distances import normalize
 from facetwin.core.onnx_graph import fixed_model, fold_weights, split_prelu
 from facetwin.errors import FacetwinError
-
-if TYPE_CHECKING:
-    import torch
 
 INPUT_SIZE = 112
 FEATURE_DIM = 128
@@ -108,12 +103,11 @@ def _openvino(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     return infer
 
 
-class SFace(Backbone):
+class SFace(MetricBackbone):
     """SFace by onnxruntime (fp32) or OpenVINO (bf16), batched; cosine distance; threshold calibrated on lfw-dev."""
 
     name = "sface"
     input = InputSpec(INPUT_SIZE, "five_point")
-    distance = "cosine"
     feature_dim = FEATURE_DIM
     embedding_dim = FEATURE_DIM
     calibration = CALIBRATION
@@ -159,13 +153,7 @@ class SFace(Backbone):
             out[start : start + len(blob)] = self._infer(blob)
         return out
 
-    def pretrained_head(self) -> torch.nn.Module:
-        from facetwin.backbones.layers import L2Normalize
 
-        return L2Normalize().eval()
-
-    def embed_features(self, features: np.ndarray) -> np.ndarray:
-        return normalize(features)
 
     def describe(self) -> dict:
         return {
