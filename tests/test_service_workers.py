@@ -106,3 +106,10 @@ def test_unknown_mode_is_one_clear_error(model):
 
     with pytest.raises(FacetwinError, match="unknown workers mode 'threads'"):
         create_app(model, api_key=None, workers_mode="threads")
+
+
+def test_cli_offers_every_mode():
+    from facetwin.cli.serve import WORKERS_MODES
+    from facetwin.service.workers import DEFAULT_MODE, MODES
+
+    assert WORKERS_MODES == MODES and DEFAULT_MODE in MODES

@@ -29,7 +29,7 @@ from facetwin.model import Model
 
 MODES = ("lock", "replicas", "batch")
 # Chosen by benchmarks/service_load.py --modes lock,replicas,batch (see the README's service table).
-DEFAULT_MODE = "replicas"
+DEFAULT_MODE = "batch"
 WINDOW = 0.004  # seconds the batcher waits for more crops after the first one
 MAX_BATCH = 32
 
