@@ -7,8 +7,9 @@ ONNX and run by onnxruntime (fp32) and OpenVINO (f32, bf16; if installed), at ba
 Every runtime lives in one process and the timings are interleaved (round → batch size → runtime), so machine
 noise hits all alike; the median images/s over rounds is printed, with each runtime's cosine to facetwin's
 fp32 embeddings on the same crops. A facetwin runtime times ``VGGFaceBackbone.embed`` (preprocessing + trunk +
-paper head); an exported one times the same preprocessing + the ONNX graph (trunk + head). Weights default to
-the Keras parity fixture (same shapes as the real VGG-Face, so the same cost). The load average is printed.
+paper head; ``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime="onnxruntime")``); an exported one
+times the same preprocessing + the ONNX graph (trunk + head). Weights default to the Keras parity fixture
+(same shapes as the real VGG-Face, so the same cost). The load average is printed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "vggface-keras" / "vggface_keras_legacy.h5"
 GFLOP_PER_IMAGE = 30.9  # multiply-adds × 2 of VGG-Face up to fc8 at 224×224
-RUNTIMES = "facetwin-fp32,facetwin-bf16,facetwin-bf16-all,onnxruntime-fp32,openvino-f32,openvino-bf16"
+RUNTIMES = (
+    "facetwin-fp32,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,openvino-f32,openvino-bf16"
+)
 
 
 def build(names: list[str], weights: str) -> dict:
@@ -39,8 +42,10 @@ def build(names: list[str], weights: str) -> dict:
     fp32 = get_backbone("vggface", weights=weights, precision="fp32")
     for name in names:
         kind, _, precision = name.partition("-")
-        if kind == "facetwin":
-            backbone = fp32 if precision == "fp32" else get_backbone("vggface", weights=weights, precision=precision)
+        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself
+            precision, _, runtime = precision.partition("@")
+            options = {"precision": precision, "runtime": runtime or "torch"}
+            backbone = fp32 if name == "facetwin-fp32" else get_backbone("vggface", weights=weights, **options)
             runners[name] = backbone
             continue
         if kind == "openvino" and not R.has_openvino():
