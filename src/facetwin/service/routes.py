@@ -50,14 +50,15 @@ class Backend:
         self.workers = workers or Workers(model)
         self.lock = threading.Lock()  # for a gallery whose model is not ``model``
 
-    async def run(self, method: str, *args, using: Model | None = None, timing: dict | None = None, **kwargs):
-        """``model.method(*args, **kwargs)`` in the thread pool on a model the workers lend (``using``: a model
-        other than the service's, run under :attr:`lock`); a FacetwinError becomes a 422."""
+    async def run(self, method, *args, using: Model | None = None, timing: dict | None = None, **kwargs):
+        """``model.method(*args, **kwargs)`` (``method`` a name; a callable is called as it is) in the thread pool
+        on a model the workers lend (``using``: a model other than the service's, run under :attr:`lock`);
+        a FacetwinError becomes a 422."""
 
         def timed(model: Model):
             start = time.perf_counter()
             try:
-                return getattr(model, method)(*args, **kwargs)
+                return (getattr(model, method) if isinstance(method, str) else method)(*args, **kwargs)
             finally:
                 if timing is not None:
                     timing["seconds"] = time.perf_counter() - start
