@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -55,8 +56,8 @@ def build(names: list[str], weights: str) -> dict:
             onnx_file = R.export_onnx(fp32)
         run = R.onnxruntime_runner(onnx_file) if kind == "onnxruntime" else R.openvino_runner(onnx_file, precision)
         runners[name] = lambda crops, run=run: run(preprocess(crops).numpy())
-    if "facetwin-fp32" not in names:
-        del fp32
+    if onnx_file is not None:  # the sessions hold the network now: the 580 MB file can go
+        shutil.rmtree(onnx_file.parent, ignore_errors=True)
     return runners
 
 
