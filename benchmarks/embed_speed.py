@@ -1,12 +1,15 @@
-"""VGG-Face embedding speed: images/s at batch 1, 8 and 32 for each precision, and peak memory.
+"""VGG-Face embedding speed side by side: facetwin's PyTorch path per precision, and the same network exported to
+ONNX and run by onnxruntime (fp32) and OpenVINO (f32, bf16; if installed), at batch 1, 8 and 32.
 
-    python benchmarks/embed_speed.py [--weights FILE] [--precisions fp32,bf16,bf16-all] [--batches 1,8,32]
+    python benchmarks/embed_speed.py [--weights FILE] [--runtimes facetwin-fp32,onnxruntime-fp32,...]
+                                     [--batches 1,8,32] [--rounds 3]
 
-Times ``VGGFaceBackbone.embed`` (preprocessing + trunk + paper head, layer "paper") on random 224×224 RGB
-crops, after one warm-up batch. Each precision runs in its own process so that the peak resident memory
-(``resource.getrusage(...).ru_maxrss``) belongs to that precision alone. Weights default to the Keras
-parity fixture (same shapes as the real VGG-Face, so the same speed). Numbers depend on what else runs
-on the machine: the load average is printed with them.
+Every runtime lives in one process and the timings are interleaved (round → batch size → runtime), so machine
+noise hits all alike; the median images/s over rounds is printed, with each runtime's cosine to facetwin's
+fp32 embeddings on the same crops. A facetwin runtime times ``VGGFaceBackbone.embed`` (preprocessing + trunk +
+paper head; ``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime="onnxruntime")``); an exported one
+times the same preprocessing + the ONNX graph (trunk + head). Weights default to the Keras parity fixture
+(same shapes as the real VGG-Face, so the same cost). The load average is printed.
 """
 
 from __future__ import annotations
@@ -15,105 +18,122 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
+import shutil
+import statistics
 import time
 from pathlib import Path
+
+import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "vggface-keras" / "vggface_keras_legacy.h5"
 GFLOP_PER_IMAGE = 30.9  # multiply-adds × 2 of VGG-Face up to fc8 at 224×224
+RUNTIMES = (
+    "facetwin-fp32,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,openvino-f32,openvino-bf16"
+)
 
 
-def _child(args: argparse.Namespace) -> None:
-    import numpy as np
-    import torch
-
+def build(names: list[str], weights: str) -> dict:
+    """``name -> embed(crops)`` for each runtime (OpenVINO ones are left out when it is not installed)."""
     from facetwin.backbones import get_backbone
+    from facetwin.backbones import vggface_runtimes as R
+    from facetwin.backbones.vggface_backbone import preprocess
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    backbone = get_backbone("vggface", weights=args.weights, precision=args.child, batch_size=max(args.batch_list))
+    runners, onnx_file = {}, None
+    fp32 = get_backbone("vggface", weights=weights, precision="fp32")
+    for name in names:
+        kind, _, precision = name.partition("-")
+        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself
+            precision, _, runtime = precision.partition("@")
+            options = {"precision": precision, "runtime": runtime or "torch"}
+            backbone = fp32 if name == "facetwin-fp32" else get_backbone("vggface", weights=weights, **options)
+            runners[name] = backbone
+            continue
+        if kind == "openvino" and not R.has_openvino():
+            print(f"{name}: OpenVINO is not installed, skipped")
+            continue
+        if onnx_file is None:
+            onnx_file = R.export_onnx(fp32)
+        run = R.onnxruntime_runner(onnx_file) if kind == "onnxruntime" else R.openvino_runner(onnx_file, precision)
+        runners[name] = lambda crops, run=run: run(preprocess(crops).numpy())
+    if onnx_file is not None:  # the sessions hold the network now: the 580 MB file can go
+        shutil.rmtree(onnx_file.parent, ignore_errors=True)
+    return runners
+
+
+def embed(runner, crops: np.ndarray) -> np.ndarray:
+    if hasattr(runner, "embed"):
+        runner.batch_size = len(crops)
+        return runner.embed(crops)
+    return runner(crops)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The lowest row-wise cosine similarity between two embedding batches."""
+    return float(np.min((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def measure(runners: dict, batches: list[int], rounds: int, min_images: int) -> dict:
+    """``{(runtime, batch): [images/s per round]}``, interleaved."""
     rng = np.random.default_rng(0)
-    rows = []
-    for batch in args.batch_list:
-        crops = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
-        backbone.batch_size = batch
-        backbone.embed(crops)  # warm-up: oneDNN picks and caches its kernels per shape
-        calls = max(args.repeats, -(-args.min_images // batch))
-        start = time.perf_counter()
-        for _ in range(calls):
-            backbone.embed(crops)
-        seconds = time.perf_counter() - start
-        rate = calls * batch / seconds
-        rows.append({"batch": batch, "images_per_s": rate, "gflops": rate * GFLOP_PER_IMAGE, "images": calls * batch})
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"precision": args.child, "trunk": backbone.describe()["trunk_precision"], "rows": rows,
-                      "peak_rss_mb": peak_mb, "threads": torch.get_num_threads()}))
-
-
-def _matrix_peak(threads: int) -> dict:
-    """GFLOPS of a 4096³ matrix product in fp32 and bf16 now: the ceiling any convolution can reach."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    peak = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.rand(4096, 4096).to(dtype)
-        b = torch.rand(4096, 4096).to(dtype)
-        a @ b
-        start = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        peak[name] = 3 * 2 * 4096**3 / (time.perf_counter() - start) / 1e9
-    return peak
+    crops = {b: rng.integers(0, 256, (b, 224, 224, 3), dtype=np.uint8) for b in batches}
+    for b in batches:  # warm-up: kernels picked and cached per shape
+        for runner in runners.values():
+            embed(runner, crops[b])
+    rates: dict = {}
+    for round_ in range(rounds):
+        for b in batches:
+            calls = max(1, -(-min_images // b))
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    embed(runner, crops[b])
+                rates.setdefault((name, b), []).append(calls * b / (time.perf_counter() - start))
+        print(f"round {round_ + 1}/{rounds} done (load average {os.getloadavg()[0]:.2f})", flush=True)
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(FIXTURE), help="VGG-Face weights (.h5 or converted .safetensors)")
-    parser.add_argument("--precisions", default="fp32,bf16,bf16-all")
+    parser.add_argument("--runtimes", default=RUNTIMES)
     parser.add_argument("--batches", default="1,8,32")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per batch size (at least)")
-    parser.add_argument("--min-images", type=int, default=32, help="timed images per batch size (at least)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    parser.add_argument("--min-images", type=int, default=32, help="timed images per batch size and round")
+    parser.add_argument("--threads", type=int, default=0, help="threads for every runtime (0: PyTorch's default)")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.batch_list = [int(b) for b in args.batches.split(",")]
-    if args.child:
-        _child(args)
-        return
+    import torch
 
     from facetwin.core import precision
 
+    precision.configure_cpu(args.threads or None)
+    batches = [int(b) for b in args.batches.split(",")]
     load_before = os.getloadavg()
-    results = []
-    for name in args.precisions.split(","):
-        command = [sys.executable, __file__, "--child", name, "--weights", args.weights, "--batches", args.batches,
-                   "--repeats", str(args.repeats), "--min-images", str(args.min_images), "--threads", str(args.threads)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    peak = _matrix_peak(args.threads)
+    runners = build(args.runtimes.split(","), args.weights)
+    probe = np.random.default_rng(1).integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
+    reference = embed(runners["facetwin-fp32"], probe) if "facetwin-fp32" in runners else None
+    cos = {n: cosine(embed(r, probe), reference) if reference is not None else float("nan") for n, r in runners.items()}
+    rates = measure(runners, batches, args.rounds, args.min_images)
     load_after = os.getloadavg()
+    median = {key: statistics.median(v) for key, v in rates.items()}
 
     flags = sorted(f for f in precision.cpu_flags() if f in ("amx_bf16", "avx512_bf16", "avx512f", "amx_tile"))
-    print(f"VGG-Face embed speed (paper layer, 224x224), CPU flags: {' '.join(flags) or '-'}, "
-          f"cores: {os.cpu_count()}, threads: {results[0]['threads']}")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (other work on the machine slows this)")
-    header = "precision   trunk          " + "".join(f"batch {b:<4} img/s  " for b in args.batch_list) + "peak RSS"
-    print(header)
-    for r in results:
-        cells = "".join(f"{row['images_per_s']:>10.2f}        " for row in r["rows"])
-        print(f"{r['precision']:<11} {r['trunk']:<14} {cells}{r['peak_rss_mb']:>7.0f} MB")
-    print(
-        "matrix-product peak now: "
-        + ", ".join(f"{k} {v:.0f} GFLOPS (= {v / GFLOP_PER_IMAGE:.1f} img/s at {GFLOP_PER_IMAGE} GFLOP/img)"
-                    for k, v in peak.items())
-    )
+    print(f"\nVGG-Face embed speed (paper layer, 224x224), CPU flags: {' '.join(flags) or '-'}, "
+          f"cores: {os.cpu_count()}, threads: {torch.get_num_threads()}, rounds: {args.rounds} (median)")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
+          f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"{'runtime':<19}" + "".join(f"{'batch ' + str(b) + ' img/s':>16}" for b in batches) + "   cosine to fp32")
+    for name in runners:
+        cells = "".join(f"{median[(name, b)]:>16.2f}" for b in batches)
+        print(f"{name:<19}{cells}   {cos[name]:.5f}")
+    if "facetwin-fp32" in runners:
+        for name in runners:
+            ratios = ", ".join(f"{median[(name, b)] / median[('facetwin-fp32', b)]:.2f}x" for b in batches)
+            print(f"{name} / facetwin-fp32: {ratios}")
     if args.json:
-        doc = {"load": [load_before, load_after], "results": results, "matrix_peak_gflops": peak}
+        doc = {"load": [load_before, load_after], "cosine": cos,
+               "rates": {f"{n}@{b}": v for (n, b), v in rates.items()}}
         Path(args.json).write_text(json.dumps(doc, indent=2))
 
 

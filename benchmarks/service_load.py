@@ -2,11 +2,13 @@
 
     python benchmarks/service_load.py                      # starts `facetwin serve` on a free port
     python benchmarks/service_load.py --url http://127.0.0.1:8000 --clients 16 --seconds 60
+    python benchmarks/service_load.py --modes lock,replicas,batch --rounds 2   # side by side, interleaved
 
 Each client sends real photo pairs (same and different people from ../shared/data/face_recognition_examples)
 in a loop. Prints requests/s, latency p50/p90/p99/max, the error count (any non-200 answer, transport error
-or wrong verdict counts), and the server-side model time per request (the part that runs under the model
-lock, so ``1 / model time`` is the throughput ceiling on this machine).
+or wrong verdict counts), and the server-side model time per request. With ``--modes`` it starts one server
+per ``--workers-mode`` and loads each in turn (``--rounds`` times, interleaved, so machine noise hits all alike),
+then prints one table row per mode and round.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args) -> tuple[subprocess.Popen, str]:
+def start_server(args, mode: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ)
     env.pop("FACETWIN_API_KEY", None)
     cmd = [sys.executable, "-c", CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if args.model:
         cmd += ["--model", args.model]
+    if mode:
+        cmd += ["--workers-mode", mode]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -75,29 +79,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", help="an already running server (127.0.0.1 / localhost only)")
-    p.add_argument("--model", help="RUN_DIR or backbone for the server this script starts (default sface)")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16, at most 64)")
-    p.add_argument("--seconds", type=float, default=60.0, help="duration (default 60, at most 600)")
-    p.add_argument("--api-key", default=os.environ.get("FACETWIN_API_KEY"), help="key for --url servers with one")
-    args = p.parse_args(argv)
-    if not 1 <= args.clients <= 64:
-        p.error("--clients must be between 1 and 64")
-    if not 1 <= args.seconds <= 600:
-        p.error("--seconds must be between 1 and 600")
-    if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        p.error("--url must point at this machine (127.0.0.1 or localhost)")
-    if not EXAMPLES.is_dir():
-        sys.exit(f"service_load: needs the photos in {EXAMPLES}")
-    photos = {rel: (EXAMPLES / rel).read_bytes() for pair in PAIRS for rel in pair[:2]}
-
-    proc = None
-    url = args.url.rstrip("/") if args.url else None
-    if url is None:
-        print("starting facetwin serve on 127.0.0.1 ...", flush=True)
-        proc, url = start_server(args)
+def run_load(url: str, args, photos: dict[str, bytes]) -> dict:
+    """Warm up, then ``args.clients`` clients for ``args.seconds``; the figures of that run."""
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     lock = threading.Lock()
     latencies: list[float] = []
@@ -135,50 +118,111 @@ def main(argv: list[str] | None = None) -> int:
                     latencies.append(elapsed)
                     model_seconds.append(float(doc.get("seconds", float("nan"))))
 
-    try:
-        # Warm-up: a few seconds so the first-request costs (thread-local detectors, allocations) are not timed.
-        warm_until = time.monotonic() + 3
-        threads = [threading.Thread(target=client, args=(i, warm_until, True)) for i in range(min(4, args.clients))]
+    def clients(n: int, stop_at: float, warm: bool) -> None:
+        threads = [threading.Thread(target=client, args=(i, stop_at, warm)) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
-        load0 = os.getloadavg()[0]
-        start = time.monotonic()
-        stop_at = start + args.seconds
-        threads = [threading.Thread(target=client, args=(i, stop_at, False)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - start
-        load1 = os.getloadavg()[0]
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-    n = len(latencies)
-    n_errors = sum(errors.values())
+    # Warm-up: a few seconds so the first-request costs (thread-local detectors, allocations) are not timed.
+    clients(min(4, args.clients), time.monotonic() + 3, True)
+    load0 = os.getloadavg()[0]
+    start = time.monotonic()
+    clients(args.clients, start + args.seconds, False)
+    wall = time.monotonic() - start
     ms = [1000 * x for x in latencies]
-    model_ms = [1000 * x for x in model_seconds if x == x]
-    print(f"url {url}  clients {args.clients}  duration {wall:.1f} s  CPUs {os.cpu_count()}")
-    print(f"requests ok {n}  errors {n_errors}" + (f" {errors}" if errors else ""))
-    print(f"throughput {n / wall:.2f} requests/s")
+    return {
+        "wall": wall, "ok": len(ms), "errors": errors, "rps": len(ms) / wall, "ms": ms,
+        "model_ms": [1000 * x for x in model_seconds if x == x], "load": (load0, os.getloadavg()[0]),
+    }
+
+
+def report(url: str, args, r: dict) -> None:
+    """The figures of one run, as lines."""
+    ms, model_ms = r["ms"], r["model_ms"]
+    n_errors = sum(r["errors"].values())
+    print(f"url {url}  clients {args.clients}  duration {r['wall']:.1f} s  CPUs {os.cpu_count()}")
+    print(f"requests ok {r['ok']}  errors {n_errors}" + (f" {r['errors']}" if r["errors"] else ""))
+    print(f"throughput {r['rps']:.2f} requests/s")
     if ms:
         print(
             f"latency ms  p50 {percentile(ms, 50):.0f}  p90 {percentile(ms, 90):.0f}  p99 {percentile(ms, 99):.0f}"
             f"  max {max(ms):.0f}  mean {statistics.fmean(ms):.0f}"
         )
     if model_ms:
-        mean_model = statistics.fmean(model_ms)
+        mean, p50 = statistics.fmean(model_ms), percentile(model_ms, 50)
+        print(f"server model time per request ms  mean {mean:.0f}  p50 {p50:.0f}")
+    print(f"load average (1 min) before {r['load'][0]:.2f}, after {r['load'][1]:.2f}")
+
+
+def side_by_side(args, photos: dict[str, bytes], modes: list[str]) -> int:
+    """One server per mode, loaded in turn for ``args.rounds`` interleaved rounds; a table row per run."""
+    rows = []
+    for round_ in range(1, args.rounds + 1):
+        for mode in modes:
+            print(f"round {round_}: starting facetwin serve --workers-mode {mode} ...", flush=True)
+            proc, url = start_server(args, mode)
+            try:
+                r = run_load(url, args, photos)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            rows.append((round_, mode, r))
+            print(f"  {mode}: {r['rps']:.2f} requests/s, errors {sum(r['errors'].values())}", flush=True)
+    print(f"\nclients {args.clients}, {args.seconds:g} s per run, CPUs {os.cpu_count()}, 127.0.0.1")
+    print(f"{'round':>5}  {'mode':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  load avg before/after")
+    for round_, mode, r in rows:
+        ms = r["ms"]
         print(
-            f"server model time per request ms  mean {mean_model:.0f}  p50 {percentile(model_ms, 50):.0f}"
-            f"  (one at a time under the model lock: ceiling ~{1000 / mean_model:.1f} requests/s)"
+            f"{round_:>5}  {mode:<9} {r['rps']:7.2f} {percentile(ms, 50):7.0f} {percentile(ms, 99):7.0f}"
+            f" {sum(r['errors'].values()):6d}  {r['load'][0]:.2f} / {r['load'][1]:.2f}"
         )
-    print(f"load average (1 min) before {load0:.2f}, after {load1:.2f}")
-    return 0 if n_errors == 0 and n > 0 else 1
+    rps = {(round_, mode): r["rps"] for round_, mode, r in rows}
+    for mode in modes[1:]:
+        ratios = [rps[(k, mode)] / max(rps[(k, modes[0])], 1e-9) for k in range(1, args.rounds + 1)]
+        print(f"{mode} / {modes[0]} requests/s per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
+    return 0 if all(not r["errors"] and r["ok"] for _, _, r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="an already running server (127.0.0.1 / localhost only)")
+    p.add_argument("--model", help="RUN_DIR or backbone for the server this script starts (default sface)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16, at most 64)")
+    p.add_argument("--seconds", type=float, default=60.0, help="duration (default 60, at most 600)")
+    p.add_argument("--modes", help="comma-separated --workers-mode values to compare (e.g. lock,replicas,batch)")
+    p.add_argument("--rounds", type=int, default=1, help="with --modes: interleaved rounds (default 1)")
+    p.add_argument("--api-key", default=os.environ.get("FACETWIN_API_KEY"), help="key for --url servers with one")
+    args = p.parse_args(argv)
+    if not 1 <= args.clients <= 64:
+        p.error("--clients must be between 1 and 64")
+    if not 1 <= args.seconds <= 600:
+        p.error("--seconds must be between 1 and 600")
+    if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        p.error("--url must point at this machine (127.0.0.1 or localhost)")
+    modes = [m.strip() for m in (args.modes or "").split(",") if m.strip()]
+    if modes and args.url:
+        p.error("--modes starts its own servers; drop --url")
+    if not EXAMPLES.is_dir():
+        sys.exit(f"service_load: needs the photos in {EXAMPLES}")
+    photos = {rel: (EXAMPLES / rel).read_bytes() for pair in PAIRS for rel in pair[:2]}
+    if modes:
+        return side_by_side(args, photos, modes)
+
+    proc = None
+    url = args.url.rstrip("/") if args.url else None
+    if url is None:
+        print("starting facetwin serve on 127.0.0.1 ...", flush=True)
+        proc, url = start_server(args)
+    try:
+        r = run_load(url, args, photos)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    report(url, args, r)
+    return 0 if not r["errors"] and r["ok"] > 0 else 1
 
 
 if __name__ == "__main__":

@@ -285,3 +285,14 @@ def test_cli_import_and_list(tmp_path, facetwin_home):
     assert result.returncode == 0, result.stderr
     result = subprocess.run([*run, "weights", "list"], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "present" in result.stdout and FIXTURE_SHA in result.stdout
+
+
+def test_onnxruntime_runtime_matches_torch_fp32(parity, converted):
+    """The same fp32 trunk exported to ONNX and run by onnxruntime: Keras' features, as PyTorch's are."""
+    ort = get_backbone("vggface", weights=converted, precision="fp32", runtime="onnxruntime")
+    crops = np.clip(np.rint(parity["input_bgr01"][..., ::-1] * 255.0), 0, 255).astype(np.uint8)
+    torch_fp32 = get_backbone("vggface", weights=converted, precision="fp32")
+    assert _cosine(ort.embed(crops), torch_fp32.embed(crops)).min() >= 0.9999
+    assert ort.describe() == torch_fp32.describe()  # same features: run directories and caches stay valid
+    with pytest.raises(FacetwinError, match="fp32"):
+        get_backbone("vggface", weights=converted, precision="bf16", runtime="onnxruntime")

@@ -75,6 +75,11 @@ class Backbone(ABC):
         """How ``facetwin.load`` names this plain backbone again (``NAME[:flip]``)."""
         return self.name
 
+    def replica(self) -> Backbone:
+        """A backbone computing the same features for one more concurrent caller (the service's ``replicas``
+        mode): its own single-threaded runtime where that helps; by default this same, thread-safe object."""
+        return self
+
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """The pretrained head applied to trunk features: ``(N, embedding_dim)`` float32."""
         import torch

@@ -129,12 +129,16 @@ class SFace(MetricBackbone):
                 "OpenVINO is not installed or this CPU has no bf16: pip install openvino, or use fp32."
             )
         self.precision = "bf16" if precision == "bf16" else "fp32"
+        self.threads = int(threads or _threads())
         self.channel_order = channel_order
         self.batch_size = max(1, int(batch_size))
         data = assets.read_verified("sface")
         self.weights_sha256 = assets.ASSETS["sface"].sha256
-        threads = int(threads or _threads())
-        self._infer = _openvino(data, threads) if self.precision == "bf16" else _onnxruntime(data, threads)
+        self._infer = (_openvino if self.precision == "bf16" else _onnxruntime)(data, self.threads)
+
+    def replica(self) -> SFace:
+        """The same network in a session of its own with one intra-op thread (one replica per core)."""
+        return SFace(self.precision, threads=1, batch_size=self.batch_size, channel_order=self.channel_order)
 
     def _blob(self, crops: np.ndarray) -> np.ndarray:
         if crops.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):

@@ -33,6 +33,10 @@ def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = Tr
             "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32); sface: auto = fp32 (onnxruntime) or bf16 "
             "(OpenVINO, needs a CPU with bf16)",
         )
+        p.add_argument(
+            "--runtime", choices=["torch", "onnxruntime"],
+            help="vggface: torch (default) or onnxruntime (fp32 only; faster on CPUs without AMX; exports at load)",
+        )
     p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
     p.add_argument("--tta", choices=TTA, help=TTA_HELP)
 
@@ -41,7 +45,8 @@ def model_from_args(args: argparse.Namespace):
     """The :class:`facetwin.model.Model` the arguments ask for (torch is set up only if the model needs it)."""
     from facetwin.loading import load
 
-    options = {k: getattr(args, k) for k in ("weights", "layer", "preprocess", "precision") if getattr(args, k, None)}
+    keys = ("weights", "layer", "preprocess", "precision", "runtime")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k, None)}
     threshold = getattr(args, "threshold", None)
     if args.model:
         if options:

@@ -10,6 +10,8 @@ import socket
 from facetwin.cli.options import add_model_arguments, model_from_args
 from facetwin.errors import FacetwinError
 
+WORKERS_MODES = ("lock", "replicas", "batch")  # facetwin.service.workers.MODES (not imported: keeps --help fast)
+
 GALLERY_HELP = (
     "gallery file for the people endpoints (default: one per model in $FACETWIN_HOME/galleries, "
     "~/.cache/facetwin/galleries)"
@@ -72,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         api_key=key,
         allowed_hosts=tuple(args.allow_host or ()),
         index_path=args.index,
+        **({"workers_mode": args.workers_mode} if args.workers_mode else {}),
+        workers=args.workers,
     )
     where = f"http://{args.host}:{args.port}/"
     note = " (API key required: FACETWIN_API_KEY)" if key else " (no API key: this machine's Host names only)"
@@ -107,6 +111,14 @@ def register(subparsers) -> None:
         "--index", metavar="INDEX_DIR",
         help="a `facetwin index` folder: /v1/find (the photos a person is in) and the Collection view at "
         "/collection (its clusters, biggest first, to name)",
+    )
+    p.add_argument(
+        "--workers-mode", choices=WORKERS_MODES,
+        help="how model calls run: lock (one at a time), replicas (one model copy per worker), batch (concurrent "
+        "requests' faces embedded together); default: the fastest in benchmarks/service_load.py --modes",
+    )
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="model calls at once in replicas/batch mode (default: the cores)"
     )
     p.add_argument(
         "--max-upload-mb", type=float, default=10.0, metavar="N", help="largest request body accepted (default 10)"

@@ -39,6 +39,7 @@ from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, Uploa
 from facetwin.service.limits import Limits
 from facetwin.service.routes import Backend, router
 from facetwin.service.security import Gate, ReadTimeout
+from facetwin.service.workers import DEFAULT_MODE, make_workers
 
 STATIC = Path(__file__).resolve().parent / "static"
 GALLERY_TIMEOUT = 5.0  # seconds the service waits for a gallery another process holds locked (then 503)
@@ -64,13 +65,17 @@ def create_app(
     read_timeout: float = 15.0,
     body_deadline: float = 120.0,
     index_path: str | Path | None = None,
+    workers_mode: str = DEFAULT_MODE,
+    workers: int | None = None,
 ) -> FastAPI:
     """The service over ``model`` (a Model, backbone name or run directory) and ``gallery`` (a Gallery or its
     file; enables the people endpoints). ``api_key`` (default ``$FACETWIN_API_KEY``) makes every call but
     ``/healthz`` and the page need that key; without one, only ``Host`` names of this machine (and
     ``allowed_hosts``) are served. ``limits`` caps pixels and photos (``limits.Limits``); a request body
     that stalls ``read_timeout`` seconds, or takes longer than ``body_deadline``, gets 408. ``index_path``
-    (a ``facetwin index`` folder) enables ``/v1/find`` and the Collection view at ``/collection``."""
+    (a ``facetwin index`` folder) enables ``/v1/find`` and the Collection view at ``/collection``.
+    ``workers_mode`` is how model calls run: ``lock`` (one at a time), ``replicas`` or ``batch`` (``workers`` at
+    once, default one per core; see ``workers.py``)."""
     model = load(model) if isinstance(model, str | Path) else model
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, model, timeout=GALLERY_TIMEOUT)
@@ -87,7 +92,8 @@ def create_app(
             "(`X-API-Key` or `Authorization: Bearer`) when the server has one."
         ),
     )
-    app.state.backend = Backend(model, gallery, max_upload_bytes, api_key, limits)
+    pool = make_workers(model, workers_mode, workers)
+    app.state.backend = Backend(model, gallery, max_upload_bytes, api_key, limits, pool)
     app.add_middleware(UploadLimit, limit=int(max_upload_bytes))  # added first = innermost
     app.add_middleware(ReadTimeout, read_timeout=read_timeout, body_deadline=body_deadline)
     app.add_middleware(Gate, api_key=api_key, allowed_hosts=tuple(allowed_hosts))  # outermost

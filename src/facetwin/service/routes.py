@@ -1,8 +1,8 @@
 """The service's endpoints: thin HTTP wrappers over an injected :class:`Model` and :class:`Gallery`.
 
 Uploads are checked from their headers first (``limits.py``), decoded in the thread pool inside the
-server-wide pixel budget, and reduced to face crops; model work runs one call at a time under
-:attr:`Backend.lock` (the CPU is the bound, not the event loop). Gallery I/O never runs under that lock:
+server-wide pixel budget, and reduced to face crops; model work runs through :attr:`Backend.workers`
+(``workers.py``: one call at a time, model replicas, or micro-batched embeddings). Gallery I/O never runs there:
 it goes through :meth:`Backend.io`, where a gallery that stays locked becomes 503 with ``Retry-After``.
 """
 
@@ -26,6 +26,7 @@ from facetwin.model import Model
 from facetwin.service.http_errors import ServiceError, error_responses, web_message
 from facetwin.service.limits import Limits, PixelBudget, Upload, read_uploads
 from facetwin.service.security import key_matches
+from facetwin.service.workers import Workers
 from facetwin.vision.io import load_image
 
 RETRY_AFTER = "2"
@@ -33,11 +34,11 @@ RETRY_AFTER = "2"
 
 class Backend:
     """What the endpoints work on: the model, the gallery (optional), the limits, the pixel budget and the
-    lock that serialises model calls."""
+    workers that run model calls (``lock`` mode without ``workers``)."""
 
     def __init__(
         self, model: Model, gallery: Gallery | None, max_upload_bytes: int, api_key: str | None,
-        limits: Limits | None = None,
+        limits: Limits | None = None, workers: Workers | None = None,
     ) -> None:
         self.model = model
         self.gallery = gallery
@@ -46,19 +47,27 @@ class Backend:
         self.limits = limits or Limits()
         self.budget = PixelBudget(self.limits.decoding_pixels)
         self.decoding = threading.BoundedSemaphore(self.limits.decodes)
-        self.lock = threading.Lock()  # measured: 2 concurrent model calls on 2 cores gave no more throughput
+        self.workers = workers or Workers(model)
+        self.lock = threading.Lock()  # for a gallery whose model is not ``model``
 
-    async def run(self, fn, *args, timing: dict | None = None, **kwargs):
-        """``fn(*args, **kwargs)`` in the thread pool under the model lock; a FacetwinError becomes a 422."""
+    async def run(self, method, *args, using: Model | None = None, timing: dict | None = None, **kwargs):
+        """``model.method(*args, **kwargs)`` (``method`` a name; a callable is called as it is) in the thread pool
+        on a model the workers lend (``using``: a model other than the service's, run under :attr:`lock`);
+        a FacetwinError becomes a 422."""
+
+        def timed(model: Model):
+            start = time.perf_counter()
+            try:
+                return (getattr(model, method) if isinstance(method, str) else method)(*args, **kwargs)
+            finally:
+                if timing is not None:
+                    timing["seconds"] = time.perf_counter() - start
 
         def locked():
+            if using is None or using is self.model:
+                return self.workers.call(timed)
             with self.lock:
-                start = time.perf_counter()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    if timing is not None:
-                        timing["seconds"] = time.perf_counter() - start
+                return timed(using)
 
         try:
             return await run_in_threadpool(locked)
@@ -103,7 +112,7 @@ class Backend:
         async with self.budget.reserve(upload.pixels):
             rgb = await self.decode(upload)
             size = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
-            crop = (await self.run(model.face_crops, rgb, no_face="error", name=upload.label))[0]
+            crop = (await self.run("face_crops", rgb, using=model, no_face="error", name=upload.label))[0]
             del rgb
         return crop, size
 
@@ -135,6 +144,7 @@ async def healthz(svc: Service, request: Request):
         "gallery": svc.gallery is not None,
         "max_upload_bytes": svc.max_upload_bytes,
         "limits": vars(svc.limits),
+        "workers": svc.workers.describe(),
         "api_key_required": svc.api_key is not None,
     }
 
@@ -166,7 +176,7 @@ async def verify(
     timing: dict = {}
     async with svc.budget.reserve(ua.pixels + ub.pixels):
         rgb_a, rgb_b = await svc.decode(ua), await svc.decode(ub)
-        result = await svc.run(model.verify, rgb_a, rgb_b, names=(ua.label, ub.label), timing=timing)
+        result = await svc.run("verify", rgb_a, rgb_b, names=(ua.label, ub.label), timing=timing)
         sizes = [_size(rgb_a), _size(rgb_b)]
         del rgb_a, rgb_b
     doc = json_safe(result)
@@ -186,7 +196,7 @@ async def embed(svc: Service, image: Annotated[UploadFile, File(description="a p
     model = svc.model
     (upload,) = await read_uploads([image], "image", svc.limits)
     crop, size = await svc.crop(model, upload)
-    vector = (await svc.run(model.embed_crops, crop.crop[None]))[0]
+    vector = (await svc.run("embed_crops", crop.crop[None]))[0]
     face = json_safe(crop)
     face.update(size)
     return {
@@ -210,7 +220,7 @@ async def identify(
     gallery = svc.need_gallery()
     (upload,) = await read_uploads([image], "image", svc.limits)
     crop, size = await svc.crop(gallery.model, upload)
-    vector = (await svc.run(gallery.model.embed_crops, crop.crop[None]))[0]
+    vector = (await svc.run("embed_crops", crop.crop[None], using=gallery.model))[0]
     result = await svc.io(gallery.search, vector, top_k=top_k)
     result.face = crop.to_dict()
     doc = json_safe(result)
@@ -242,7 +252,7 @@ async def enroll(
         )
     uploads = await read_uploads(images, "images", svc.limits)
     crops = [(await svc.crop(gallery.model, upload))[0].crop for upload in uploads]  # one photo decoded at a time
-    vectors = await svc.run(gallery.model.embed_crops, np.stack(crops))
+    vectors = await svc.run("embed_crops", np.stack(crops), using=gallery.model)
     added = await svc.io(gallery.enroll_embeddings, person, vectors, [u.sha256 for u in uploads])
     return {"person": person, "enrolled": int(added), "files": [u.label for u in uploads]}
 

@@ -1,0 +1,80 @@
+"""VGG-Face in other runtimes: the same network exported to ONNX, run by onnxruntime or OpenVINO.
+
+``export_onnx(backbone)`` writes the float32 trunk + pretrained head of a :class:`VGGFaceBackbone` (preprocessed
+BGR ``(N, 3, 224, 224)`` float in, embedding out; dynamic batch) to an ONNX file; :func:`onnxruntime_runner` and
+:func:`openvino_runner` run them. ``benchmarks/embed_speed.py`` times these beside facetwin's own PyTorch path.
+``VGGFaceBackbone(runtime="onnxruntime")`` runs its fp32 trunk through :func:`onnx_bytes` + onnxruntime.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+INPUT, OUTPUT = "input", "embedding"
+
+
+def onnx_bytes(network: torch.nn.Module) -> bytes:
+    """A float32 module over ``(N, 3, 224, 224)`` as ONNX (dynamic batch; VGG-Face's 580 MB fit in one file)."""
+    buffer = io.BytesIO()
+    with torch.inference_mode():
+        torch.onnx.export(
+            network.float().eval(), (torch.zeros(1, 3, 224, 224),), buffer, input_names=[INPUT],
+            output_names=[OUTPUT], opset_version=17, dynamic_axes={INPUT: {0: "N"}, OUTPUT: {0: "N"}}, dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def export_onnx(backbone) -> Path:
+    """The float32 trunk + head of ``backbone`` (a fp32 VGGFaceBackbone) as an ONNX file in a temporary folder."""
+    path = Path(tempfile.mkdtemp(prefix="facetwin-vggface-")) / "vggface.onnx"
+    path.write_bytes(onnx_bytes(torch.nn.Sequential(backbone._trunk, backbone._head)))
+    return path
+
+
+def _threads(threads: int | None) -> int:
+    return int(threads or torch.get_num_threads() or os.cpu_count() or 1)
+
+
+def onnxruntime_runner(model: Path | bytes, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """onnxruntime (CPU, fp32, all graph optimisations) over an exported file or its bytes (thread-safe)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _threads(threads)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def openvino_runner(path: Path, precision: str = "f32", threads: int | None = None):
+    """OpenVINO (CPU) over the exported file, ``precision`` ``f32`` or ``bf16`` (inference precision hint)."""
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(
+        core.read_model(str(path)), "CPU",
+        {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads(threads),
+         "PERFORMANCE_HINT": "LATENCY"},
+    )
+    request = compiled.create_infer_request()
+    return lambda x: np.array(request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0], dtype=np.float32)
+
+
+def has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+__all__ = ["onnx_bytes", "export_onnx", "onnxruntime_runner", "openvino_runner", "has_openvino"]
