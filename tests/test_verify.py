@@ -139,6 +139,7 @@ def test_embed_shapes_and_norms(model):
 
 
 def test_embed_many_reports_failures_and_centre_crops(model, tmp_path):
+    need(OBAMA)
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     blank = tmp_path / "blank.png"
