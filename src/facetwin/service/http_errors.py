@@ -41,33 +41,83 @@ class ServiceError(Exception):
         self.headers = headers
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTripped(Exception):
+    """Raised from a watched ``receive`` when a :class:`BodyGuard` stops reading the request body."""
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class UploadLimit:
-    """ASGI middleware: 413 when the body is over ``limit`` bytes, by Content-Length or counted while reading."""
+async def send_error(send, status: int, message: str) -> None:
+    """Answer with ``{"error": message}`` at the raw ASGI level, closing the connection."""
+    response = error_response(status, message, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
-    def __init__(self, app, limit: int) -> None:
+
+class BodyGuard:
+    """ASGI middleware base: reads the request body through :meth:`watch`; once it trips (``BodyTripped``),
+    whatever the app answers is dropped and ``status`` with :meth:`sentence` is sent instead."""
+
+    status = 400
+
+    def __init__(self, app) -> None:
         self.app = app
-        self.limit = int(limit)
 
-    def _message(self) -> str:
-        return f"the upload is larger than the {self.limit / 2**20:g} MB this server accepts."
+    def watch(self, receive):
+        """An ``async`` receive that raises :class:`BodyTripped` when the body breaks this guard's rule."""
+        raise NotImplementedError
 
-    async def _send_413(self, send) -> None:
-        response = error_response(413, self._message(), headers={"Connection": "close"})
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+    def sentence(self) -> str:
+        raise NotImplementedError
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.guard(scope, receive, send)
+
+    async def guard(self, scope, receive, send) -> None:
+        state = {"tripped": False, "started": False}
+        watched = self.watch(receive)
+
+        async def tracked_receive():
+            try:
+                return await watched()
+            except BodyTripped:
+                state["tripped"] = True
+                raise
+
+        async def guarded_send(message) -> None:
+            if state["tripped"]:
+                return  # whatever the app makes of the cut body, the guard's answer replaces it
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, tracked_receive, guarded_send)
+        except Exception:
+            if not state["tripped"]:
+                raise
+        if state["tripped"] and not state["started"]:
+            await send_error(send, self.status, self.sentence())
+
+
+class UploadLimit(BodyGuard):
+    """ASGI middleware: 413 when the body is over ``limit`` bytes, by Content-Length or counted while reading."""
+
+    status = 413
+
+    def __init__(self, app, limit: int) -> None:
+        super().__init__(app)
+        self.limit = int(limit)
+
+    def sentence(self) -> str:
+        return f"the upload is larger than the {self.limit / 2**20:g} MB this server accepts."
+
+    async def guard(self, scope, receive, send) -> None:
         for key, value in scope.get("headers", ()):
             if key == b"content-length":
                 try:
@@ -76,33 +126,23 @@ class UploadLimit:
                     declared = -1
                 if declared > self.limit:
                     await self._drain(receive)
-                    await self._send_413(send)
+                    await send_error(send, self.status, self.sentence())
                     return
-        state = {"received": 0, "exceeded": False, "started": False}
+        await super().guard(scope, receive, send)
+
+    def watch(self, receive):
+        received = 0
 
         async def counted_receive():
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > self.limit:
-                    state["exceeded"] = True
-                    raise _BodyTooLarge()
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTripped()
             return message
 
-        async def guarded_send(message) -> None:
-            if state["exceeded"]:
-                return  # whatever the app makes of the interrupted body, the answer is 413
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not state["exceeded"]:
-                raise
-        if state["exceeded"] and not state["started"]:
-            await self._send_413(send)
+        return counted_receive
 
     async def _drain(self, receive, cap: int = 64 * 2**20) -> None:
         """Read (and drop) what the client already sent, up to ``cap``, so it gets the 413 rather than a reset."""

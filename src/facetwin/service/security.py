@@ -20,7 +20,7 @@ import asyncio
 import secrets
 import time
 
-from facetwin.service.http_errors import error_response
+from facetwin.service.http_errors import BodyGuard, BodyTripped, error_response
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -126,55 +126,37 @@ class Gate:
         await self.app(scope, receive, secured_send)
 
 
-class _Stalled(Exception):
-    pass
-
-
-class ReadTimeout:
+class ReadTimeout(BodyGuard):
     """ASGI middleware: 408 (and the connection closed) when a request body stalls or trickles too slowly."""
 
+    status = 408
+
     def __init__(self, app, read_timeout: float = 15.0, body_deadline: float = 120.0) -> None:
-        self.app = app
+        super().__init__(app)
         self.read_timeout = float(read_timeout)
         self.body_deadline = float(body_deadline)
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def sentence(self) -> str:
+        return (
+            f"the request body stalled: nothing arrived for {self.read_timeout:g} s, or it took longer than "
+            f"{self.body_deadline:g} s."
+        )
+
+    def watch(self, receive):
         deadline = time.monotonic() + self.body_deadline
-        state = {"body_done": False, "stalled": False, "started": False}
+        done = False
 
         async def timed_receive():
-            if state["body_done"]:
+            nonlocal done
+            if done:
                 return await receive()
             wait = min(self.read_timeout, deadline - time.monotonic())
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(wait, 0.001))
             except TimeoutError:
-                state["stalled"] = True
-                raise _Stalled() from None
+                raise BodyTripped() from None
             if message["type"] != "http.request" or not message.get("more_body", False):
-                state["body_done"] = True
+                done = True
             return message
 
-        async def guarded_send(message) -> None:
-            if state["stalled"]:
-                return  # whatever the app made of the cut body, the answer is 408
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, guarded_send)
-        except Exception:
-            if not state["stalled"]:
-                raise
-        if state["stalled"] and not state["started"]:
-            message = (
-                f"the request body stalled: nothing arrived for {self.read_timeout:g} s, or it took longer than "
-                f"{self.body_deadline:g} s."
-            )
-            response = error_response(408, message, headers={"Connection": "close"})
-            await send({"type": "http.response.start", "status": 408, "headers": response.raw_headers})
-            await send({"type": "http.response.body", "body": response.body})
+        return timed_receive
