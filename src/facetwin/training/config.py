@@ -35,6 +35,20 @@ PAPER = {
 }
 
 
+# (field, how messages name it, allowed values): checked by TrainConfig.resolved()
+_CHOICES = (
+    ("tta", "--tta", TTA_CHOICES),
+    ("split", "split", SPLITS),
+    ("pairs", "pairs mode", ("fresh", "fixed")),
+    ("loss", "loss", LOSSES),
+    ("head", "head", HEADS),
+    ("no_face", "--no-face policy", NO_FACE_POLICIES),
+    ("optimizer", "optimizer", ("adam", "adamw")),
+    ("keep", "keep rule", ("best", "final")),
+    ("precision", "head precision", HEAD_PRECISIONS),
+)
+
+
 @dataclass
 class TrainConfig:
     """Every choice that determines a training run (recorded in ``model.json``). ``None`` = backbone default."""
@@ -79,26 +93,9 @@ class TrainConfig:
         for key, value in defaults.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
-        if c.tta not in TTA_CHOICES:
-            raise FacetwinError(f"unknown --tta '{c.tta}'; choose one of: {', '.join(TTA_CHOICES)}.")
-        if c.split not in SPLITS:
-            raise FacetwinError(f"unknown split '{c.split}'; choose one of: {', '.join(SPLITS)}.")
-        if c.pairs not in ("fresh", "fixed"):
-            raise FacetwinError(f"unknown pairs mode '{c.pairs}'; choose fresh or fixed.")
-        if c.loss not in LOSSES:
-            raise FacetwinError(f"unknown loss '{c.loss}'; choose one of: {', '.join(LOSSES)}.")
-        if c.head not in HEADS:
-            raise FacetwinError(f"unknown head '{c.head}'; choose one of: {', '.join(HEADS)}.")
-        if c.no_face not in NO_FACE_POLICIES:
-            raise FacetwinError(
-                f"unknown --no-face policy '{c.no_face}'; choose one of: {', '.join(NO_FACE_POLICIES)}."
-            )
-        if c.optimizer not in ("adam", "adamw"):
-            raise FacetwinError(f"unknown optimizer '{c.optimizer}'; choose adam or adamw.")
-        if c.keep not in ("best", "final"):
-            raise FacetwinError(f"unknown keep rule '{c.keep}'; choose best or final.")
-        if c.precision not in HEAD_PRECISIONS:
-            raise FacetwinError(f"unknown head precision '{c.precision}'; choose one of: {', '.join(HEAD_PRECISIONS)}.")
+        for key, label, allowed in _CHOICES:
+            if getattr(c, key) not in allowed:
+                raise FacetwinError(f"unknown {label} '{getattr(c, key)}'; choose one of: {', '.join(allowed)}.")
         if c.trainable_from is not None:
             c.trainable_from = str(c.trainable_from)
             if c.trunk_lr is None:
