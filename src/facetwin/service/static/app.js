@@ -1,30 +1,7 @@
 // facetwin web page: plain JavaScript, no build step. Talks to the JSON API of the same server.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { a: null, b: null, key: sessionStorage.getItem("facetwin-key") || "", threshold: null };
-
-// ------------------------------------------------------------------ API
-async function api(method, path, body) {
-  const headers = {};
-  if (state.key) headers["X-API-Key"] = state.key;
-  let response;
-  try {
-    response = await fetch(path, { method, body, headers });
-  } catch (err) {
-    throw new Error("the server did not answer (" + err.message + ").");
-  }
-  let doc = null;
-  try { doc = await response.json(); } catch (_) { /* not JSON */ }
-  if (response.status === 401) $("key-bar").hidden = false;
-  if (!response.ok) {
-    const message = doc && doc.error ? doc.error : `the server answered ${response.status}.`;
-    const error = new Error(message);
-    error.status = response.status;
-    throw error;
-  }
-  return doc;
-}
+const state = { a: null, b: null, threshold: null };
 
 function fmt(x, digits = 3) {
   return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
@@ -300,7 +277,7 @@ async function connect() {
     state.threshold = h.threshold;
     $("server-info").textContent = `model ${h.model} · threshold ${fmt(h.threshold, 4)}` +
       (h.gallery ? " · gallery on" : " · no gallery");
-    $("key-bar").hidden = !h.api_key_required || !!state.key;
+    $("key-bar").hidden = !h.api_key_required || !!apiKey.value;
   } catch (err) {
     $("server-info").textContent = err.status === 401 ? "API key needed" : err.message;
   }
@@ -311,10 +288,7 @@ setupDrop("drop-a", "file-a", (f) => choose("a", f));
 setupDrop("drop-b", "file-b", (f) => choose("b", f));
 setupDrop("drop-id", "file-id", identify);
 $("enroll-form").addEventListener("submit", enroll);
-$("api-key").value = state.key;
-$("api-key-save").addEventListener("click", () => {
-  state.key = $("api-key").value.trim();
-  sessionStorage.setItem("facetwin-key", state.key);
+setupKeyBar(() => {
   connect();
   runVerify();
 });

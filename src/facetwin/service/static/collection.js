@@ -1,26 +1,8 @@
 // facetwin Collection view: the clusters of an index as contact sheets, biggest first, with a box to name each.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const PAGE = 30, FACES = 12;
-const state = { key: sessionStorage.getItem("facetwin-key") || "", offset: 0, selected: new Set() };
-
-async function api(method, path, body, raw = false) {
-  const headers = {};
-  if (state.key) headers["X-API-Key"] = state.key;
-  let response;
-  try {
-    response = await fetch(path, { method, body, headers });
-  } catch (err) {
-    throw new Error("the server did not answer (" + err.message + ").");
-  }
-  if (response.status === 401) $("key-bar").hidden = false;
-  if (raw && response.ok) return response.blob();
-  let doc = null;
-  try { doc = await response.json(); } catch (_) { /* not JSON */ }
-  if (!response.ok) throw new Error(doc && doc.error ? doc.error : `the server answered ${response.status}.`);
-  return doc;
-}
+const state = { offset: 0, selected: new Set() };
 
 function say(text, bad = false) {
   $("status").textContent = text;
@@ -136,11 +118,5 @@ $("merge").addEventListener("click", async () => {
 });
 
 $("more").addEventListener("click", () => load(false));
-$("api-key").value = state.key;
-$("api-key-save").addEventListener("click", () => {
-  state.key = $("api-key").value.trim();
-  sessionStorage.setItem("facetwin-key", state.key);
-  $("key-bar").hidden = true;
-  load();
-});
+setupKeyBar(() => load());
 load();
