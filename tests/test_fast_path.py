@@ -3,7 +3,7 @@
 Reference: OpenCV's ``cv2.FaceDetectorYN`` on the shipped YuNet file for detection, and the shipped int8 SFace
 graph run as it is (only repaired, no folding or rewriting) for the features. On real photos the fast path
 must find the same faces and give embeddings within cosine 0.999 of the reference (in practice > 0.99999);
-so must the opt-in bf16 precision (OpenVINO), when this machine has it.
+so must bf16 (OpenVINO; the default on CPUs with native bfloat16), when this machine has it.
 """
 
 from __future__ import annotations
@@ -89,8 +89,33 @@ def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(photos):
     if not openvino_bf16():
         pytest.skip("OpenVINO is not installed or this CPU has no native bfloat16")
     fp32, bf16 = facetwin.load("sface", precision="fp32"), facetwin.load("sface", precision="bf16")
-    assert bf16.backbone.describe()["runtime"].startswith("openvino bf16") and bf16.fingerprint != fp32.fingerprint
+    assert bf16.backbone.describe()["runtime"].startswith("openvino bf16")
+    # the same network: one fingerprint (galleries accept either), two feature caches
+    assert bf16.fingerprint == fp32.fingerprint and bf16.backbone.describe() != fp32.backbone.describe()
     crops = np.stack([fp32.face_crops(str(f))[0].crop for f in photos])
     a, b = fp32.embed_crops(crops), bf16.embed_crops(crops)
     np.testing.assert_allclose(bf16.embed_crops(crops[:1]), b[:1], atol=1e-3)  # batch 1 = batched
     assert float((a * b).sum(axis=1).min()) >= 0.999
+
+
+def test_fp32_in_openvino_equals_onnxruntime_and_fingerprints_keep_the_earlier_name(photos):
+    import hashlib
+
+    import facetwin
+    from facetwin.backbones import sface
+    from facetwin.core import assets
+    from facetwin.core.jsonsafe import canonical_json
+
+    model = facetwin.load("sface", precision="fp32")
+    crops = np.stack([model.face_crops(str(f))[0].crop for f in photos[::4]])
+    blob = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+    data = assets.read_verified("sface")
+    a = sface._openvino(data, 2, "fp32")(blob)
+    b = sface._onnxruntime(data, 2)(blob)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert float(cos.min()) >= 0.99999
+    # what an earlier release (onnxruntime fp32 only) recorded gives the same fingerprint: its galleries still load
+    earlier = {**model.description, "backbone": {**model.description["backbone"],
+                                                 "runtime": "onnxruntime fp32 (dequantised weights folded)"}}
+    assert hashlib.sha256(canonical_json(earlier).encode()).hexdigest() == model.fingerprint
+    assert facetwin.load("sface").fingerprint == model.fingerprint  # auto (bf16 where the CPU has it) too

@@ -35,8 +35,10 @@ def model() -> Model:
 
 
 # ------------------------------------------------------------------ SFace backbone
-def test_sface_matches_opencv_dnn_and_batches(model):
+def test_sface_matches_opencv_dnn_and_batches():
     cv2 = pytest.importorskip("cv2")
+    model = facetwin.load("sface", precision="fp32")  # OpenCV's arithmetic; bf16 (the default where the CPU has
+    # it) is held within cosine 0.999 of this in tests/test_fast_path.py
     crops = np.stack([model.face_crops(need(p))[0].crop for p in (OBAMA, OBAMA2, BIDEN)])
     batched = model.backbone.trunk(crops)
     single = np.concatenate([model.backbone.trunk(c[None]) for c in crops])

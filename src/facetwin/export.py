@@ -9,8 +9,9 @@ trained head of a run directory, exported from PyTorch), joined into one graph:
 - ``metadata_props``: how to make the crops (detector, alignment template, interpolation), what the graph does
   to them, the distance and the decision threshold, the weights' SHA-256 and facetwin's model description.
 
-Any ONNX runtime can then reproduce ``facetwin.load(...).embed_crops(crops)`` (cosine ≥ 0.9999, checked by the
-tests in onnxruntime). Only ONNX-graph trunks (sface) are exported so far.
+Any ONNX runtime can then reproduce ``facetwin.load(..., precision="fp32").embed_crops(crops)`` (cosine
+≥ 0.9999, checked by the tests in onnxruntime; facetwin's default bf16, on CPUs that have it, is within 0.9995).
+Only ONNX-graph trunks (sface) are exported so far.
 """
 
 from __future__ import annotations

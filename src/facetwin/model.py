@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from facetwin.backbones.base import Backbone
+from facetwin.backbones.base import Backbone, identity
 from facetwin.core import distances as D
 from facetwin.core.jsonsafe import canonical_json
 from facetwin.errors import FacetwinError
@@ -97,7 +97,7 @@ class Model:
         self.intercept = float(intercept)
         self.description = description
         self.source = str(source)
-        self.fingerprint = hashlib.sha256(canonical_json(description).encode("utf-8")).hexdigest()
+        self.fingerprint = hashlib.sha256(canonical_json(identity(description)).encode("utf-8")).hexdigest()
 
     # ---------------------------------------------------------------- crops and embeddings
     def face_crops(self, image, **policy) -> list[FaceCrop]:

@@ -21,6 +21,30 @@ if TYPE_CHECKING:
     import torch
 
 
+SFACE_FP32 = "fp32 (dequantised weights folded)"
+SFACE_BF16 = "openvino bf16 (dequantised weights folded)"
+# Runtimes of one network whose features agree to cosine >= 0.9998 (tests/test_fast_path.py) map to the name that
+# earlier releases recorded, so a model's identity (its fingerprint, the run-directory check) stays the same:
+# galleries, indexes and trained runs made under any of them stay usable. Feature caches keep them apart.
+EQUIVALENT_RUNTIMES = {
+    SFACE_FP32: "onnxruntime fp32 (dequantised weights folded)",
+    SFACE_BF16: "onnxruntime fp32 (dequantised weights folded)",
+}
+
+
+def identity(description):
+    """``description`` (a ``describe()`` document, possibly nested) with equivalent runtimes named alike."""
+    if isinstance(description, dict):
+        return {
+            key: EQUIVALENT_RUNTIMES.get(value, value) if key == "runtime" and isinstance(value, str)
+            else identity(value)
+            for key, value in description.items()
+        }
+    if isinstance(description, list):
+        return [identity(value) for value in description]
+    return description
+
+
 def crop_batch(crops, who: str, shape: str) -> np.ndarray:
     """``crops`` as a 4-D RGB uint8 batch ``(N, S, S, 3)`` (one crop becomes a batch of one), or an error
     naming the backbone (``who``) and the ``shape`` it expects."""
@@ -107,4 +131,4 @@ class MetricBackbone(Backbone):
         return normalize(features)
 
 
-__all__ = ["Backbone", "Calibration", "InputSpec", "MetricBackbone", "crop_batch"]
+__all__ = ["Backbone", "Calibration", "InputSpec", "MetricBackbone", "crop_batch", "identity"]

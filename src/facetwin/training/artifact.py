@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from facetwin.backbones.base import identity
 from facetwin.backbones.registry import make_backbone
 from facetwin.core import paths
 from facetwin.core.jsonsafe import canonical_json, dumps
@@ -155,7 +156,7 @@ def load_siamese(run_dir, backbone=None):
         backbone = make_backbone(doc["backbone"]["name"], options.get("weights"), options.get("tta", "none"))
     if hp.get("trainable_from") is not None and not hasattr(backbone, "make_tail"):
         backbone = cut_backbone(backbone, hp["trainable_from"])  # frozen part; the trained layers load below
-    if canonical_json(backbone.describe()) != canonical_json(doc["backbone"]["describe"]):
+    if canonical_json(identity(backbone.describe())) != canonical_json(identity(doc["backbone"]["describe"])):
         raise FacetwinError(
             f"{run_dir / 'model.json'}: the model was trained on a different {doc['backbone']['name']} backbone "
             "(weights or preprocessing differ)."
