@@ -190,3 +190,27 @@ def test_real_odd_files_from_shared_data():
     assert (arr[..., 0] == arr[..., 2]).all()
     webp = need(DATA / "deepface_tests" / "id03" / "img47.jpg")  # a WEBP with a .jpg name
     _assert_rgb(load_image(webp), (1800, 1350))
+
+
+def test_jpegs_decoded_by_opencv_equal_pillows_pixels():
+    """Complete upright JPEGs take OpenCV's faster decoder: on real photos (thumbnails, whole web photos, large
+    camera photos) the arrays must be exactly Pillow's, and grey JPEGs must stay three equal channels."""
+    from PIL import ImageOps
+
+    from facetwin.vision.io import _plain_jpeg, to_rgb
+
+    files = [f for folder in ("lfw-dev/images", "celebrity5", "deepface_tests", "face_recognition_examples")
+             for f in sorted(need(DATA / folder).rglob("*.jp*g"))[:60]]
+    fast = 0
+    for f in files:
+        with Image.open(f) as img:
+            reference = to_rgb(ImageOps.exif_transpose(img))
+            fast += _plain_jpeg(img, f) is not None
+        np.testing.assert_array_equal(load_image(f), reference, err_msg=str(f))
+        np.testing.assert_array_equal(load_image(f.read_bytes()), reference, err_msg=str(f))
+    assert fast > 100  # most of them went through the fast path
+    grey = io.BytesIO()
+    Image.new("L", (9, 7), 77).save(grey, format="JPEG")
+    arr = load_image(grey.getvalue())
+    _assert_rgb(arr, (7, 9))
+    assert (arr == arr[..., :1]).all()
