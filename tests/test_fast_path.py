@@ -119,3 +119,24 @@ def test_fp32_in_openvino_equals_onnxruntime_and_fingerprints_keep_the_earlier_n
                                                  "runtime": "onnxruntime fp32 (dequantised weights folded)"}}
     assert hashlib.sha256(canonical_json(earlier).encode()).hexdigest() == model.fingerprint
     assert facetwin.load("sface").fingerprint == model.fingerprint  # auto (bf16 where the CPU has it) too
+
+
+def test_openvino_start_up_cache_is_written_once_and_optional(facetwin_home, photos, monkeypatch):
+    """The folded graph is kept in $FACETWIN_HOME/compiled (OpenVINO's compiled blob beside it); a home that
+    cannot be written still gives the same features, folded in memory."""
+    from facetwin.backbones import sface
+    from facetwin.vision.io import load_image
+
+    if not sface.has_openvino():
+        pytest.skip("OpenVINO is not installed")
+    import facetwin
+
+    crops = np.stack([facetwin.load("sface").face_crops(load_image(f))[0].crop for f in photos[:6]])
+    first = sface.SFace(precision="fp32").trunk(crops)
+    (folded,) = (facetwin_home / "compiled").glob("sface-*-folded.onnx")
+    assert any((facetwin_home / "compiled" / "openvino").iterdir())
+    stamp = folded.stat().st_mtime_ns
+    np.testing.assert_array_equal(sface.SFace(precision="fp32").trunk(crops), first)  # from the caches
+    assert folded.stat().st_mtime_ns == stamp
+    monkeypatch.setenv("FACETWIN_HOME", str(folded))  # a file, not a folder: nothing can be written under it
+    np.testing.assert_allclose(sface.SFace(precision="fp32").trunk(crops), first, atol=1e-5)
