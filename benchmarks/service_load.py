@@ -79,8 +79,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def run_load(url: str, args, photos: dict[str, bytes]) -> dict:
-    """Warm up, then ``args.clients`` clients for ``args.seconds``; the figures of that run."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(url: str, args, photos: dict[str, bytes], server_pid: int | None = None) -> dict:
+    """Warm up, then ``args.clients`` clients for ``args.seconds``; the figures of that run, with the cores the
+    server (``server_pid``) and these clients kept busy."""
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     lock = threading.Lock()
     latencies: list[float] = []
@@ -128,13 +138,18 @@ def run_load(url: str, args, photos: dict[str, bytes]) -> dict:
     # Warm-up: a few seconds so the first-request costs (thread-local detectors, allocations) are not timed.
     clients(min(4, args.clients), time.monotonic() + 3, True)
     load0 = os.getloadavg()[0]
+    server0 = process_cpu_seconds(server_pid) if server_pid else float("nan")
+    client0 = time.process_time()
     start = time.monotonic()
     clients(args.clients, start + args.seconds, False)
     wall = time.monotonic() - start
+    server_cores = ((process_cpu_seconds(server_pid) if server_pid else float("nan")) - server0) / wall
+    client_cores = (time.process_time() - client0) / wall
     ms = [1000 * x for x in latencies]
     return {
         "wall": wall, "ok": len(ms), "errors": errors, "rps": len(ms) / wall, "ms": ms,
         "model_ms": [1000 * x for x in model_seconds if x == x], "load": (load0, os.getloadavg()[0]),
+        "server_cores": server_cores, "client_cores": client_cores,
     }
 
 
@@ -164,24 +179,28 @@ def side_by_side(args, photos: dict[str, bytes], modes: list[str]) -> int:
             print(f"round {round_}: starting facetwin serve --workers-mode {mode} ...", flush=True)
             proc, url = start_server(args, mode)
             try:
-                r = run_load(url, args, photos)
+                r = run_load(url, args, photos, proc.pid)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             rows.append((round_, mode, r))
             print(f"  {mode}: {r['rps']:.2f} requests/s, errors {sum(r['errors'].values())}", flush=True)
     print(f"\nclients {args.clients}, {args.seconds:g} s per run, CPUs {os.cpu_count()}, 127.0.0.1")
-    print(f"{'round':>5}  {'mode':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  load avg before/after")
+    print(f"{'round':>5}  {'mode':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server cores':>13}"
+          f" {'client cores':>13}  load avg before/after")
     for round_, mode, r in rows:
         ms = r["ms"]
         print(
             f"{round_:>5}  {mode:<9} {r['rps']:7.2f} {percentile(ms, 50):7.0f} {percentile(ms, 99):7.0f}"
-            f" {sum(r['errors'].values()):6d}  {r['load'][0]:.2f} / {r['load'][1]:.2f}"
+            f" {sum(r['errors'].values()):6d} {r['server_cores']:13.2f} {r['client_cores']:13.2f}"
+            f"  {r['load'][0]:.2f} / {r['load'][1]:.2f}"
         )
     rps = {(round_, mode): r["rps"] for round_, mode, r in rows}
     for mode in modes[1:]:
         ratios = [rps[(k, mode)] / max(rps[(k, modes[0])], 1e-9) for k in range(1, args.rounds + 1)]
         print(f"{mode} / {modes[0]} requests/s per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
+    print(f"server and client cores: CPU seconds per wall second of the timed run (this machine has {os.cpu_count()});"
+          "\n their sum near the core count means the machine, not the mode, bounds the requests/s")
     return 0 if all(not r["errors"] and r["ok"] for _, _, r in rows) else 1
 
 

@@ -88,7 +88,9 @@ def test_two_node_cluster_equals_in_process(cluster, photos, local_index, tmp_pa
     finally:
         done.set()
         thread.join()
-    assert len(set(seen.values())) == 2, f"embedding workers ran under {len(set(seen.values()))} node(s): {seen}"
+    # a worker's short-lived children (e.g. the helper process ``import openvino`` starts) carry its command line
+    nodes = {parent for pid, parent in seen.items() if parent not in seen}
+    assert len(nodes) == 2, f"embedding workers ran under {len(nodes)} node(s): {seen}"
     assert summary.engine == "ray"
     assert summary.details["workers"] == 2
     assert_same_faces(local_index, out)
