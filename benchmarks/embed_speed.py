@@ -7,7 +7,8 @@ ONNX and run by onnxruntime (fp32) and OpenVINO (f32, bf16; if installed), at ba
 Every runtime lives in one process and the timings are interleaved (round → batch size → runtime), so machine
 noise hits all alike; the median images/s over rounds is printed, with each runtime's cosine to facetwin's
 fp32 embeddings on the same crops. A facetwin runtime times ``VGGFaceBackbone.embed`` (preprocessing + trunk +
-paper head; ``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime="onnxruntime")``); an exported one
+paper head; ``facetwin-fp32`` is PyTorch fp32, ``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime=
+"onnxruntime")``, ``facetwin-auto@auto`` the defaults: OpenVINO fp32 on CPUs without AMX); an exported one
 times the same preprocessing + the ONNX graph (trunk + head). Weights default to the Keras parity fixture
 (same shapes as the real VGG-Face, so the same cost). The load average is printed.
 """
@@ -29,7 +30,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "vggface-keras" / "vggface_keras_legacy.h5"
 GFLOP_PER_IMAGE = 30.9  # multiply-adds × 2 of VGG-Face up to fc8 at 224×224
 RUNTIMES = (
-    "facetwin-fp32,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,openvino-f32,openvino-bf16"
+    "facetwin-auto@auto,facetwin-fp32,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,"
+    "openvino-f32,openvino-bf16"
 )
 
 
@@ -43,7 +45,7 @@ def build(names: list[str], weights: str) -> dict:
     fp32 = get_backbone("vggface", weights=weights, precision="fp32")
     for name in names:
         kind, _, precision = name.partition("-")
-        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself
+        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself (facetwin-auto@auto: defaults)
             precision, _, runtime = precision.partition("@")
             options = {"precision": precision, "runtime": runtime or "torch"}
             backbone = fp32 if name == "facetwin-fp32" else get_backbone("vggface", weights=weights, **options)

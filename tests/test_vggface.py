@@ -287,12 +287,23 @@ def test_cli_import_and_list(tmp_path, facetwin_home):
     assert result.returncode == 0 and "present" in result.stdout and FIXTURE_SHA in result.stdout
 
 
-def test_onnxruntime_runtime_matches_torch_fp32(parity, converted):
-    """The same fp32 trunk exported to ONNX and run by onnxruntime: Keras' features, as PyTorch's are."""
-    ort = get_backbone("vggface", weights=converted, precision="fp32", runtime="onnxruntime")
+def test_exported_runtimes_match_torch_fp32(parity, converted):
+    """The same fp32 trunk exported to ONNX (once) and run by OpenVINO (the fp32 default) or onnxruntime:
+    Keras' features, as PyTorch's are."""
+    from facetwin.backbones.base import identity
+    from facetwin.backbones.vggface_runtimes import has_openvino
+
     crops = np.clip(np.rint(parity["input_bgr01"][..., ::-1] * 255.0), 0, 255).astype(np.uint8)
-    torch_fp32 = get_backbone("vggface", weights=converted, precision="fp32")
-    assert _cosine(ort.embed(crops), torch_fp32.embed(crops)).min() >= 0.9999
-    assert ort.describe() == torch_fp32.describe()  # same features: run directories and caches stay valid
+    torch_fp32 = get_backbone("vggface", weights=converted, precision="fp32", runtime="torch")
+    expected = torch_fp32.embed(crops)
+    for runtime in ("onnxruntime", "openvino") if has_openvino() else ("onnxruntime",):
+        other = get_backbone("vggface", weights=converted, precision="fp32", runtime=runtime)
+        assert _cosine(other.embed(crops), expected).min() >= 0.9999, runtime
+        assert other.describe() == torch_fp32.describe()  # same features: run directories and caches stay valid
+    if has_openvino():
+        assert get_backbone("vggface", weights=converted, precision="fp32").runtime == "openvino"
     with pytest.raises(FacetwinError, match="fp32"):
         get_backbone("vggface", weights=converted, precision="bf16", runtime="onnxruntime")
+    # a run trained with bf16 (the earlier default on CPUs without AMX) is the same model for loading
+    bf16 = get_backbone("vggface", weights=converted, precision="bf16")
+    assert identity(bf16.describe()) == identity(torch_fp32.describe()) and bf16.describe() != torch_fp32.describe()

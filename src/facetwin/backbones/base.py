@@ -23,21 +23,22 @@ if TYPE_CHECKING:
 
 SFACE_FP32 = "fp32 (dequantised weights folded)"
 SFACE_BF16 = "openvino bf16 (dequantised weights folded)"
-# Runtimes of one network whose features agree to cosine >= 0.9998 (tests/test_fast_path.py) map to the name that
-# earlier releases recorded, so a model's identity (its fingerprint, the run-directory check) stays the same:
-# galleries, indexes and trained runs made under any of them stay usable. Feature caches keep them apart.
-EQUIVALENT_RUNTIMES = {
-    SFACE_FP32: "onnxruntime fp32 (dequantised weights folded)",
-    SFACE_BF16: "onnxruntime fp32 (dequantised weights folded)",
+# Arithmetic of one network whose features agree to cosine >= 0.999 (tests/test_fast_path.py, test_vggface.py)
+# maps to the name that earlier releases recorded, so a model's identity (its fingerprint, the run-directory check)
+# stays the same: galleries, indexes and trained runs made under any of them stay usable. Feature caches keep them
+# apart. Keys: (field of a describe() document, value).
+EQUIVALENT = {
+    ("runtime", SFACE_FP32): "onnxruntime fp32 (dequantised weights folded)",
+    ("runtime", SFACE_BF16): "onnxruntime fp32 (dequantised weights folded)",
+    ("trunk_precision", "bf16@17"): "fp32",  # VGG-Face: bf16 from conv4_1 on, cosine 0.9994 to fp32
 }
 
 
 def identity(description):
-    """``description`` (a ``describe()`` document, possibly nested) with equivalent runtimes named alike."""
+    """``description`` (a ``describe()`` document, possibly nested) with equivalent arithmetic named alike."""
     if isinstance(description, dict):
         return {
-            key: EQUIVALENT_RUNTIMES.get(value, value) if key == "runtime" and isinstance(value, str)
-            else identity(value)
+            key: EQUIVALENT.get((key, value), value) if isinstance(value, str) else identity(value)
             for key, value in description.items()
         }
     if isinstance(description, list):

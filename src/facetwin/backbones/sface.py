@@ -8,7 +8,7 @@ The folded graph runs in OpenVINO (which fuses ``PRelu`` into the convolutions: 
 at batch 1, same fp32 arithmetic); onnxruntime is the fallback where OpenVINO cannot be imported.
 ``precision="auto"`` (the default) is bf16 on CPUs with native bfloat16 (AVX512_BF16 or AMX), else fp32: bf16
 embeddings stay within cosine 0.9998 of fp32 and lfw-dev accuracy is unchanged (99.03 % both), so a model's
-fingerprint does not depend on it (``base.EQUIVALENT_RUNTIMES``) while feature caches keep them apart.
+fingerprint does not depend on it (``base.EQUIVALENT``) while feature caches keep them apart.
 The graph normalises by itself (``(x - 127.5) * 0.0078125``), so the
 input is the aligned crop as float 0–255, NCHW, in RGB order (what OpenCV's ``FaceRecognizerSF`` feeds:
 ``blobFromImage(bgr_crop, swapRB=True)``; on lfw-dev RGB gives 99.03 % and BGR 98.97 %, measured with

@@ -14,11 +14,13 @@ Preprocessing (crops arrive as RGB uint8, resized to 224×224 if needed with a p
 
 Precision: ``fp32``; ``bf16`` (layers from conv4_1 on in bfloat16, the first three blocks in float32:
 agreement with float32 at cosine >= 0.999 on the parity fixture); ``bf16-all`` (every layer in bfloat16,
-fastest, cosine about 0.99 on that fixture); ``auto`` = ``bf16`` on CPUs with native bf16, else ``fp32``.
+fastest, cosine about 0.99 on that fixture); ``auto`` = ``bf16`` on CPUs with AMX, else ``fp32``: without AMX,
+PyTorch's bf16 gains 1.1-1.4× over its fp32 while OpenVINO's fp32 gains 1.1-1.8× and stays exact
+(``benchmarks/embed_speed.py``, README).
 
-Runtime: ``torch`` (default) or ``onnxruntime`` (fp32 only: the same trunk exported to ONNX at load time, about
-25 s; 1.3× PyTorch's fp32 at batch 32 and 2.3× at batch 1 on a 2-core AVX-512 CPU without AMX, same features to
-float rounding; ``benchmarks/embed_speed.py`` prints both side by side).
+Runtime: ``auto`` (default) = ``openvino`` for fp32, else ``torch``; ``openvino`` and ``onnxruntime`` run the fp32
+trunk exported to ONNX (:func:`~facetwin.backbones.vggface_runtimes.exported_trunk`, once per weights file;
+same features to float rounding). Training and ``trunk_preprocessed`` always use the PyTorch modules.
 
 No calibrated threshold exists: the real VGG-Face weights are not on the machine this was built on, so
 ``calibration.threshold`` is NaN; verification with this backbone needs a trained run or an explicit
@@ -46,7 +48,14 @@ BATCH_SIZE = 16
 # float32. On the Keras parity fixture, bf16 everywhere gives cosine 0.991 to float32 (rounding errors of the
 # first blocks are amplified by every later layer); float32 through block 3 gives 0.9994.
 BF16_FROM = 17
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` = bf16 only with AMX (see the module docstring); other choices as :func:`precision.resolve`."""
+    if precision == "auto":
+        return "bf16" if "amx_bf16" in _precision.cpu_flags() else "fp32"
+    return _precision.resolve(precision)
 
 
 def preprocess(crops: np.ndarray, mode: str = "deepface", size: int = V.INPUT_SIZE) -> torch.Tensor:
@@ -82,7 +91,7 @@ class VGGFaceBackbone(Backbone):
         precision: str = "auto",
         split: int = V.PAPER_SPLIT,
         batch_size: int = BATCH_SIZE,
-        runtime: str = "torch",
+        runtime: str = "auto",
     ) -> None:
         if layer not in LAYER_CHOICES:
             raise FacetwinError(f"unknown VGG-Face layer '{layer}'; choose one of: {', '.join(LAYER_CHOICES)}.")
@@ -97,11 +106,15 @@ class VGGFaceBackbone(Backbone):
         self.preprocess = preprocess
         self.split = int(split)
         self.batch_size = max(1, int(batch_size))
-        self.precision = _precision.resolve(precision)
+        self.precision = resolve_precision(precision)
         if runtime not in RUNTIMES:
             raise FacetwinError(f"unknown VGG-Face runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}.")
-        if runtime == "onnxruntime" and self.precision != "fp32":
-            raise FacetwinError("the onnxruntime runtime runs VGG-Face in fp32; use precision fp32 with it.")
+        if runtime == "auto":
+            from facetwin.backbones.vggface_runtimes import has_openvino
+
+            runtime = "openvino" if self.precision == "fp32" and has_openvino() else "torch"
+        if runtime != "torch" and self.precision != "fp32":
+            raise FacetwinError(f"the {runtime} runtime runs VGG-Face in fp32; use precision fp32 with it.")
         self.runtime = runtime
 
         loaded = W.load(weights)
@@ -119,11 +132,12 @@ class VGGFaceBackbone(Backbone):
                 if index >= self.bf16_from:
                     module.to(torch.bfloat16)
         self._trunk = trunk.eval()
-        self._ort = None
-        if runtime == "onnxruntime":
-            from facetwin.backbones.vggface_runtimes import onnx_bytes, onnxruntime_runner
+        self._exported = None
+        if runtime != "torch":
+            from facetwin.backbones import vggface_runtimes as R
 
-            self._ort = onnxruntime_runner(onnx_bytes(self._trunk))
+            run = R.onnxruntime_runner if runtime == "onnxruntime" else R.openvino_runner
+            self._exported = run(R.exported_trunk(self))
         self.feature_dim = V.feature_dim(self.split)
         self.embedding_dim = V.feature_dim(end)
         del network, loaded
@@ -136,8 +150,8 @@ class VGGFaceBackbone(Backbone):
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
                 batch = preprocess(crops[start : start + self.batch_size], self.preprocess)
-                if self._ort is not None:
-                    out[start : start + len(batch)] = self._ort(batch.numpy())
+                if self._exported is not None:
+                    out[start : start + len(batch)] = self._exported(batch.numpy())
                 else:
                     out[start : start + len(batch)] = self._trunk(batch).float().numpy()
         return out

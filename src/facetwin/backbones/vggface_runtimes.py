@@ -3,7 +3,8 @@
 ``export_onnx(backbone)`` writes the float32 trunk + pretrained head of a :class:`VGGFaceBackbone` (preprocessed
 BGR ``(N, 3, 224, 224)`` float in, embedding out; dynamic batch) to an ONNX file; :func:`onnxruntime_runner` and
 :func:`openvino_runner` run them. ``benchmarks/embed_speed.py`` times these beside facetwin's own PyTorch path.
-``VGGFaceBackbone(runtime="onnxruntime")`` runs its fp32 trunk through :func:`onnx_bytes` + onnxruntime.
+A fp32 :class:`VGGFaceBackbone` runs its trunk through :func:`exported_trunk` and OpenVINO (``runtime="openvino"``,
+the default for fp32) or onnxruntime (``runtime="onnxruntime"``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,17 +58,36 @@ def onnxruntime_runner(model: Path | bytes, threads: int | None = None) -> Calla
 
 
 def openvino_runner(path: Path, precision: str = "f32", threads: int | None = None):
-    """OpenVINO (CPU) over the exported file, ``precision`` ``f32`` or ``bf16`` (inference precision hint)."""
+    """OpenVINO (CPU) over the exported file, ``precision`` ``f32`` or ``bf16`` (inference precision hint);
+    thread-safe (one infer request per thread)."""
     import openvino
 
     core = openvino.Core()
     compiled = core.compile_model(
-        core.read_model(str(path)), "CPU",
+        str(path), "CPU",
         {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads(threads),
          "PERFORMANCE_HINT": "LATENCY"},
     )
-    request = compiled.create_infer_request()
-    return lambda x: np.array(request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0], dtype=np.float32)
+    local = threading.local()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        return np.array(request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0], dtype=np.float32)
+
+    return run
+
+
+def exported_trunk(backbone) -> Path:
+    """The fp32 trunk of ``backbone`` as ONNX in ``$FACETWIN_HOME/compiled``, exported once per weights file and
+    split (about 5 s on 2 cores, 540 MB at the paper's split) and read from there by later loads."""
+    from facetwin.core import paths
+
+    path = paths.home() / "compiled" / f"vggface-{backbone.weights_sha256[:16]}-trunk{backbone.split}.onnx"
+    if not path.is_file():
+        paths.atomic_write_bytes(path, onnx_bytes(backbone._trunk))
+    return path
 
 
 def has_openvino() -> bool:
@@ -77,4 +98,4 @@ def has_openvino() -> bool:
     return True
 
 
-__all__ = ["onnx_bytes", "export_onnx", "onnxruntime_runner", "openvino_runner", "has_openvino"]
+__all__ = ["onnx_bytes", "export_onnx", "exported_trunk", "onnxruntime_runner", "openvino_runner", "has_openvino"]

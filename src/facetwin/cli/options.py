@@ -29,13 +29,14 @@ def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = Tr
         p.add_argument(
             "--precision",
             choices=["auto", "fp32", "bf16", "bf16-all"],
-            help="vggface trunk arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (fp32 through "
-            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32); sface: auto = fp32 (onnxruntime) or bf16 "
-            "(OpenVINO, needs a CPU with bf16)",
+            help="vggface trunk arithmetic: auto (bf16 on CPUs with AMX, else fp32), fp32, bf16 (fp32 through "
+            "conv block 3), bf16-all (fastest, cosine ~0.99 to fp32); sface: auto = bf16 on CPUs with native "
+            "bfloat16, else fp32 (both in OpenVINO)",
         )
         p.add_argument(
-            "--runtime", choices=["torch", "onnxruntime"],
-            help="vggface: torch (default) or onnxruntime (fp32 only; faster on CPUs without AMX; exports at load)",
+            "--runtime", choices=["auto", "torch", "openvino", "onnxruntime"],
+            help="vggface: auto (default: openvino for fp32, else torch), torch, openvino or onnxruntime (fp32 only; "
+            "the trunk is exported to ONNX once per weights file, in $FACETWIN_HOME/compiled)",
         )
     p.add_argument("--threshold", type=float, help="override the decision threshold (distance <= threshold: same)")
     p.add_argument("--tta", choices=TTA, help=TTA_HELP)
