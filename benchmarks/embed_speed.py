@@ -1,14 +1,15 @@
 """VGG-Face embedding speed side by side: facetwin's PyTorch path per precision, and the same network exported to
 ONNX and run by onnxruntime (fp32) and OpenVINO (f32, bf16; if installed), at batch 1, 8 and 32.
 
-    python benchmarks/embed_speed.py [--weights FILE] [--runtimes facetwin-fp32,onnxruntime-fp32,...]
+    python benchmarks/embed_speed.py [--weights FILE] [--runtimes facetwin-fp32@torch,onnxruntime-fp32,...]
                                      [--batches 1,8,32] [--rounds 3]
 
 Every runtime lives in one process and the timings are interleaved (round → batch size → runtime), so machine
 noise hits all alike; the median images/s over rounds is printed, with each runtime's cosine to facetwin's
 fp32 embeddings on the same crops. A facetwin runtime times ``VGGFaceBackbone.embed`` (preprocessing + trunk +
-paper head; ``facetwin-fp32`` is PyTorch fp32, ``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime=
-"onnxruntime")``, ``facetwin-auto@auto`` the defaults: OpenVINO fp32 on CPUs without AMX); an exported one
+paper head; ``facetwin-fp32@torch`` is PyTorch fp32 (the reference of the cosines),
+``facetwin-fp32@onnxruntime`` is ``VGGFaceBackbone(runtime="onnxruntime")``, ``facetwin-auto`` the defaults:
+OpenVINO fp32 on CPUs without AMX); an exported one
 times the same preprocessing + the ONNX graph (trunk + head). Weights default to the Keras parity fixture
 (same shapes as the real VGG-Face, so the same cost). The load average is printed.
 """
@@ -30,7 +31,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "vggface-keras" / "vggface_keras_legacy.h5"
 GFLOP_PER_IMAGE = 30.9  # multiply-adds × 2 of VGG-Face up to fc8 at 224×224
 RUNTIMES = (
-    "facetwin-auto@auto,facetwin-fp32,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,"
+    "facetwin-auto,facetwin-fp32@torch,facetwin-bf16,facetwin-bf16-all,facetwin-fp32@onnxruntime,onnxruntime-fp32,"
     "openvino-f32,openvino-bf16"
 )
 
@@ -42,13 +43,13 @@ def build(names: list[str], weights: str) -> dict:
     from facetwin.backbones.vggface_backbone import preprocess
 
     runners, onnx_file = {}, None
-    fp32 = get_backbone("vggface", weights=weights, precision="fp32")
+    fp32 = get_backbone("vggface", weights=weights, precision="fp32", runtime="torch")
     for name in names:
         kind, _, precision = name.partition("-")
-        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself (facetwin-auto@auto: defaults)
+        if kind == "facetwin":  # facetwin-PRECISION[@RUNTIME]: VGGFaceBackbone itself (RUNTIME: default auto)
             precision, _, runtime = precision.partition("@")
-            options = {"precision": precision, "runtime": runtime or "torch"}
-            backbone = fp32 if name == "facetwin-fp32" else get_backbone("vggface", weights=weights, **options)
+            options = {"precision": precision, "runtime": runtime or "auto"}
+            backbone = fp32 if name == "facetwin-fp32@torch" else get_backbone("vggface", weights=weights, **options)
             runners[name] = backbone
             continue
         if kind == "openvino" and not R.has_openvino():
@@ -114,7 +115,7 @@ def main() -> None:
     load_before = os.getloadavg()
     runners = build(args.runtimes.split(","), args.weights)
     probe = np.random.default_rng(1).integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
-    reference = embed(runners["facetwin-fp32"], probe) if "facetwin-fp32" in runners else None
+    reference = embed(runners["facetwin-fp32@torch"], probe) if "facetwin-fp32@torch" in runners else None
     cos = {n: cosine(embed(r, probe), reference) if reference is not None else float("nan") for n, r in runners.items()}
     rates = measure(runners, batches, args.rounds, args.min_images)
     load_after = os.getloadavg()
@@ -125,14 +126,14 @@ def main() -> None:
           f"cores: {os.cpu_count()}, threads: {torch.get_num_threads()}, rounds: {args.rounds} (median)")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
           f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    print(f"{'runtime':<19}" + "".join(f"{'batch ' + str(b) + ' img/s':>16}" for b in batches) + "   cosine to fp32")
+    print(f"{'runtime':<26}" + "".join(f"{'batch ' + str(b) + ' img/s':>16}" for b in batches) + "   cosine to fp32")
     for name in runners:
         cells = "".join(f"{median[(name, b)]:>16.2f}" for b in batches)
-        print(f"{name:<19}{cells}   {cos[name]:.5f}")
-    if "facetwin-fp32" in runners:
+        print(f"{name:<26}{cells}   {cos[name]:.5f}")
+    if "facetwin-fp32@torch" in runners:
         for name in runners:
-            ratios = ", ".join(f"{median[(name, b)] / median[('facetwin-fp32', b)]:.2f}x" for b in batches)
-            print(f"{name} / facetwin-fp32: {ratios}")
+            ratios = ", ".join(f"{median[(name, b)] / median[('facetwin-fp32@torch', b)]:.2f}x" for b in batches)
+            print(f"{name} / facetwin-fp32@torch: {ratios}")
     if args.json:
         doc = {"load": [load_before, load_after], "cosine": cos,
                "rates": {f"{n}@{b}": v for (n, b), v in rates.items()}}
