@@ -41,6 +41,7 @@ def build(names: list[str], weights: str) -> dict:
     from facetwin.backbones import get_backbone
     from facetwin.backbones import vggface_runtimes as R
     from facetwin.backbones.vggface_backbone import preprocess
+    from facetwin.core.precision import has_openvino
 
     runners, onnx_file = {}, None
     fp32 = get_backbone("vggface", weights=weights, precision="fp32", runtime="torch")
@@ -52,7 +53,7 @@ def build(names: list[str], weights: str) -> dict:
             backbone = fp32 if name == "facetwin-fp32@torch" else get_backbone("vggface", weights=weights, **options)
             runners[name] = backbone
             continue
-        if kind == "openvino" and not R.has_openvino():
+        if kind == "openvino" and not has_openvino():
             print(f"{name}: OpenVINO is not installed, skipped")
             continue
         if onnx_file is None:

@@ -291,7 +291,7 @@ def test_exported_runtimes_match_torch_fp32(parity, converted):
     """The same fp32 trunk exported to ONNX (once) and run by OpenVINO (the fp32 default) or onnxruntime:
     Keras' features, as PyTorch's are."""
     from facetwin.backbones.base import identity
-    from facetwin.backbones.vggface_runtimes import has_openvino
+    from facetwin.core.precision import has_openvino
 
     crops = np.clip(np.rint(parity["input_bgr01"][..., ::-1] * 255.0), 0, 255).astype(np.uint8)
     torch_fp32 = get_backbone("vggface", weights=converted, precision="fp32", runtime="torch")

@@ -31,6 +31,7 @@ import numpy as np
 from facetwin.backbones.base import SFACE_BF16, SFACE_FP32, Calibration, InputSpec, MetricBackbone, crop_batch
 from facetwin.core import assets, paths
 from facetwin.core.onnx_graph import fixed_model, fold_weights, split_prelu
+from facetwin.core.precision import has_openvino
 from facetwin.errors import FacetwinError
 
 INPUT_SIZE = 112
@@ -56,16 +57,6 @@ def fast_model(data: bytes):
 
 def _threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
-
-
-@functools.cache
-def has_openvino() -> bool:
-    """True when OpenVINO can be imported (a dependency; missing only on platforms without its wheels)."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @functools.cache

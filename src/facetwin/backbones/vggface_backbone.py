@@ -110,9 +110,7 @@ class VGGFaceBackbone(Backbone):
         if runtime not in RUNTIMES:
             raise FacetwinError(f"unknown VGG-Face runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}.")
         if runtime == "auto":
-            from facetwin.backbones.vggface_runtimes import has_openvino
-
-            runtime = "openvino" if self.precision == "fp32" and has_openvino() else "torch"
+            runtime = "openvino" if self.precision == "fp32" and _precision.has_openvino() else "torch"
         if runtime != "torch" and self.precision != "fp32":
             raise FacetwinError(f"the {runtime} runtime runs VGG-Face in fp32; use precision fp32 with it.")
         self.runtime = runtime

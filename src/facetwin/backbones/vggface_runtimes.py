@@ -90,12 +90,4 @@ def exported_trunk(backbone) -> Path:
     return path
 
 
-def has_openvino() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-__all__ = ["onnx_bytes", "export_onnx", "exported_trunk", "onnxruntime_runner", "openvino_runner", "has_openvino"]
+__all__ = ["onnx_bytes", "export_onnx", "exported_trunk", "onnxruntime_runner", "openvino_runner"]

@@ -46,6 +46,16 @@ def native_bf16() -> bool:
     return "AMX" in capability or "BF16" in capability
 
 
+@functools.cache
+def has_openvino() -> bool:
+    """Whether OpenVINO can be imported (a dependency; missing only where it has no wheel)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def resolve(precision: str = "auto") -> str:
     """``"fp32"``, ``"bf16"`` or ``"bf16-all"`` for a requested ``auto|fp32|bf16|bf16-all``."""
     if precision not in PRECISIONS:
