@@ -133,7 +133,7 @@ def run_shift(name: str, folder: Path, args) -> dict:
     results = {}
     for row, extra in ROWS.items():
         options = {"trainable_from": args.cut, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
-                   "seed": args.seed, **extra}
+                   "seed": args.seed, "augment": args.augment, **extra}
         t0 = time.perf_counter()
         r = cross_train_evaluate(folder / "pairs.txt", folder / "images", backbone=args.backbone,
                                  train_options=options, progress=not args.quiet)
@@ -168,6 +168,7 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--trunk-lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", type=int, default=0, help="augmented copies per training image (train --augment)")
     p.add_argument("--json", help="write every figure here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()

@@ -114,3 +114,23 @@ def test_cross_train_holds_out_each_folds_people(tmp_path):
     assert result["accuracy"] >= 0.8 and result["auc"] >= 0.9
     assert set(result["tar_at_far"]) == {"0.001", "0.01"} and "accuracy_kfold_threshold" in result
     assert plot.stat().st_size > 10_000
+
+
+def test_cross_train_trains_on_augmented_copies_when_asked(tmp_path):
+    """``augment`` reaches every fold's training rows (as in ``facetwin train --augment``); pairs stay clean."""
+    from facetwin.evaluation.crosstrain import cross_train_evaluate
+
+    pairs = _three_fold_pairs(tmp_path / "pairs.txt")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in sorted(set().union(*_fold_people(pairs.read_text()))):
+        (images / name).symlink_to(LFW / name, target_is_directory=True)
+    plain, augmented = (
+        cross_train_evaluate(pairs, images, backbone="sface", progress=False,
+                             train_options={"epochs": 2, "keep": "final", "augment": n})
+        for n in (0, 1)
+    )
+    assert augmented["model"]["train_options"]["augment"] == 1 and plain["model"]["train_options"]["augment"] == 0
+    assert [f["train_images"] for f in augmented["per_fold"]] == [f["train_images"] for f in plain["per_fold"]]
+    # the same clean rows, the same seed: only the augmented copies can have changed the trained heads
+    assert [f["threshold"] for f in augmented["per_fold"]] != [f["threshold"] for f in plain["per_fold"]]

@@ -30,8 +30,9 @@ from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import verification_report
 from facetwin.evaluation.pairs_file import Pair, read_pairs
 from facetwin.evaluation.plots import save_report_plot
+from facetwin.training.augment import Augment
 from facetwin.training.config import TrainConfig
-from facetwin.training.dataset import dataset_from_features, list_images
+from facetwin.training.dataset import augmented_copies, dataset_from_features, list_images
 from facetwin.training.features import FeatureSet, extract_features
 from facetwin.training.fit import fit, pair_distances
 from facetwin.training.trainable import training_backbone
@@ -53,8 +54,10 @@ def _present_pairs(pairs: list[Pair], images_dir: Path, skip_missing: bool) -> t
     return [p for p in pairs if p not in missing], len(missing)
 
 
-def _train_fold(k, pairs, files, owner_of, fs: FeatureSet, row_of, images_dir, bb, config, no_face, progress):
-    """The head of fold ``k``: trained on every person not named in fold ``k``'s pairs."""
+def _train_fold(k, pairs, files, owner_of, fs: FeatureSet, row_of, images_dir, bb, config, no_face, progress,
+                bank=None):
+    """The head of fold ``k``: trained on every person not named in fold ``k``'s pairs (``bank``: augmented copies
+    of every row of ``fs``, or None)."""
     held_out = {_person(p.a) for p in pairs if p.fold == k} | {_person(p.b) for p in pairs if p.fold == k}
     train_files = [f for f in files if owner_of[f] not in held_out]
     sub = _subset(fs, [row_of[f] for f in train_files])
@@ -66,7 +69,8 @@ def _train_fold(k, pairs, files, owner_of, fs: FeatureSet, row_of, images_dir, b
         len(data.people),
         len(held_out),
     )
-    result = fit(data.features, data.labels, bb, config, progress=progress)
+    augmented = None if bank is None else bank[:, [row_of[f] for f in data.files]]
+    result = fit(data.features, data.labels, bb, config, progress=progress, augmented=augmented)
     return result, {"held_out_people": len(held_out), "train_images": len(data.files), "train_people": len(data.people)}
 
 
@@ -95,6 +99,8 @@ def cross_train_evaluate(
     fs = extract_features(bb, list(dict.fromkeys(files + pair_files)), progress=progress, desc="trunk features")
     row_of = {f: i for i, f in enumerate(fs.files)}
     owner_of = dict(zip(files, owners, strict=True))
+    augment = Augment.from_config(config)  # training rows only draw from it; the pairs are scored on clean features
+    bank = None if augment is None else augmented_copies(bb, fs.files, fs.features, augment, progress=progress)
 
     a_rows = np.array([row_of[str(images_dir / p.a)] for p in pairs])
     b_rows = np.array([row_of[str(images_dir / p.b)] for p in pairs])
@@ -108,7 +114,8 @@ def cross_train_evaluate(
     distances = np.full(len(pairs), np.nan)
     per_fold = []
     for k in sorted(set(fold.tolist())):
-        result, sizes = _train_fold(k, pairs, files, owner_of, fs, row_of, images_dir, bb, config, no_face, progress)
+        result, sizes = _train_fold(k, pairs, files, owner_of, fs, row_of, images_dir, bb, config, no_face, progress,
+                                    bank)
         sel = np.flatnonzero((fold == k) & usable)
         distances[sel] = pair_distances(result.model, x_all, a_rows[sel], b_rows[sel], config.precision)
         t = float(result.thresholds["value"])

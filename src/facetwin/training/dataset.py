@@ -74,13 +74,19 @@ def load_dataset(
     fs = extract_features(backbone, files, progress=progress, desc="trunk features")
     data = dataset_from_features(str(data_dir), fs, owners, no_face=no_face)
     if augment is not None:
-        copies = []
-        for v in range(1, augment.variants + 1):
-            aug = extract_features(backbone, data.files, progress=progress, desc=f"augmented copy {v}", augment=augment,
-                                   variant=v)
-            copies.append(np.where(aug.ok[:, None], aug.features, data.features))
-        data.augmented = np.stack(copies)
+        data.augmented = augmented_copies(backbone, data.files, data.features, augment, progress=progress)
     return data
+
+
+def augmented_copies(backbone, files: list[str], clean: np.ndarray, augment, *, progress: bool = True) -> np.ndarray:
+    """``(V, N, feature_dim)``: the features of ``augment.variants`` augmented copies of every file (cached like
+    clean features); a copy that cannot be made keeps the file's ``clean`` row."""
+    copies = []
+    for v in range(1, augment.variants + 1):
+        aug = extract_features(backbone, files, progress=progress, desc=f"augmented copy {v}", augment=augment,
+                               variant=v)
+        copies.append(np.where(aug.ok[:, None], aug.features, clean))
+    return np.stack(copies)
 
 
 def dataset_from_features(root: str, fs: FeatureSet, owners: list[str], *, no_face: str) -> Dataset:
