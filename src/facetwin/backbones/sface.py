@@ -90,7 +90,7 @@ def _onnxruntime(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray
 def _folded_file(data: bytes) -> Path | None:
     """The folded graph of the (verified) SFace bytes as a file in ``$FACETWIN_HOME/compiled``, written once per
     weights file, so that OpenVINO compiles it once and then loads its compiled blob from that folder's cache
-    (start-up 0.04 s instead of 0.37 s); None when the folder cannot be written."""
+    (see ``benchmarks/cli_latency.py``); None when the folder cannot be written."""
     try:
         path = paths.home() / "compiled" / f"sface-{assets.ASSETS['sface'].sha256[:16]}-folded.onnx"
         if not path.is_file():

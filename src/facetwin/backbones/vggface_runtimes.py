@@ -81,7 +81,7 @@ def openvino_runner(path: Path, precision: str = "f32", threads: int | None = No
 
 def exported_trunk(backbone) -> Path:
     """The fp32 trunk of ``backbone`` as ONNX in ``$FACETWIN_HOME/compiled``, exported once per weights file and
-    split (about 5 s on 2 cores, 540 MB at the paper's split) and read from there by later loads."""
+    split (a few seconds; 540 MB at the paper's split) and read from there by later loads."""
     from facetwin.core import paths
 
     path = paths.home() / "compiled" / f"vggface-{backbone.weights_sha256[:16]}-trunk{backbone.split}.onnx"

@@ -28,7 +28,8 @@ _session = None
 _lock = threading.Lock()
 
 
-def _build():
+def build(threads: int = 1):
+    """A new onnxruntime session of the repaired, folded YuNet graph (any input size) on ``threads`` threads."""
     import onnxruntime as ort
 
     from facetwin.core.onnx_graph import fixed_model, fold_weights
@@ -43,10 +44,9 @@ def _build():
             dim.ClearField("dim_value")
             dim.dim_param = "anchors"
     options = ort.SessionOptions()
-    # one thread: on 238 lfw-dev and celebrity5 photos the whole pipeline took 4.51 ms per photo against 4.72 with
-    # two (YuNet's small inputs do not split well across threads; large photos: 23.5 against 22.8 ms), and
+    # one thread by default: YuNet's small inputs do not split well across threads (benchmarks/photo_steps.py), and
     # concurrent callers (service, index) get a core each
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -59,7 +59,7 @@ def session():
     global _session
     with _lock:
         if _session is None:
-            _session = _build()
+            _session = build()
         return _session
 
 
@@ -107,4 +107,4 @@ def detect(rgb: np.ndarray, score_threshold: float, nms_threshold: float, top_k:
     return found
 
 
-__all__ = ["detect", "session"]
+__all__ = ["build", "detect", "session"]
