@@ -120,7 +120,7 @@ def build_att(root: Path, limit: int | None, seed: int, folds: int = 5) -> None:
 
 
 ROWS = {
-    "frozen": {"epochs": 0},
+    "frozen": {"epochs": 0, "augment": 0},  # the backbone itself: no training, so no augmented copies
     "head": {"trunk_lr": 0.0},
     "finetune": {},
 }

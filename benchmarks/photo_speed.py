@@ -105,11 +105,11 @@ def cpu() -> str:
 
 
 def facetwin_pipeline(**options):
-    """``facetwin.load("sface", **options).embed([photo])``: Pillow decode, YuNet, alignment, SFace."""
+    """``facetwin.load("sface", **options).embed([photo])``: decode, YuNet, alignment, SFace (and the model)."""
     import facetwin
 
     model = facetwin.load("sface", **options)
-    return lambda path: model.embed([path])[0]
+    return (lambda path: model.embed([path])[0]), model
 
 
 def verifyface_pipeline():
@@ -168,11 +168,9 @@ def side_by_side(sets: dict[str, list[Path]], rounds: int) -> int:
     """Interleaved rounds of the three pipelines on the same photos; prints the table and the ratio."""
     files = [(name, f) for name, group in sets.items() for f in group]
     opencv, note = opencv_pipeline()
-    pipelines = {"facetwin": facetwin_pipeline(), "verifyface": verifyface_pipeline(), "opencv": opencv,
-                 "facetwin-fp32": facetwin_pipeline(precision="fp32")}
-    from facetwin.backbones.sface import SFace
-
-    facetwin_precision = SFace().describe()["runtime"]
+    (default, model), (fp32, _) = facetwin_pipeline(), facetwin_pipeline(precision="fp32")
+    pipelines = {"facetwin": default, "verifyface": verifyface_pipeline(), "opencv": opencv, "facetwin-fp32": fp32}
+    facetwin_precision = model.backbone.describe()["runtime"]
     names = list(pipelines)
     for _, f in files[:3]:  # warm-up: sessions, detectors, first-call allocations
         for run in pipelines.values():

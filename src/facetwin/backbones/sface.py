@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from facetwin.backbones.base import SFACE_BF16, SFACE_FP32, Calibration, InputSp
 from facetwin.core import assets, paths
 from facetwin.core.onnx_graph import fixed_model, fold_weights, split_prelu
 from facetwin.core.precision import has_openvino
+from facetwin.core.runtimes import onnxruntime_runner, openvino_runner
 from facetwin.errors import FacetwinError
 
 INPUT_SIZE = 112
@@ -71,20 +71,7 @@ def openvino_bf16() -> bool:
 
 def _onnxruntime(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """fp32 features of an NCHW float blob by onnxruntime, on :func:`fast_model` (thread-safe)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # idle workers sleep instead of spinning: spinning threads steal the cores the detector needs
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        fast_model(data).SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
-    return lambda blob: session.run([output], {name: blob})[0]
+    return onnxruntime_runner(fast_model(data).SerializeToString(), threads)
 
 
 def _folded_file(data: bytes) -> Path | None:
@@ -101,33 +88,12 @@ def _folded_file(data: bytes) -> Path | None:
 
 
 def _openvino(data: bytes, threads: int, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-    """Features by OpenVINO in ``precision`` ("fp32" or "bf16"; it fuses ``PRelu`` itself); one infer request
-    per thread."""
-    import openvino
-
-    core = openvino.Core()
+    """Features by OpenVINO in ``precision`` ("fp32" or "bf16"; it fuses ``PRelu`` itself), from the folded file
+    and its cached compiled blob where the home is writable."""
     path = _folded_file(data)
     if path is None:
-        graph = core.read_model(fold_weights(fixed_model(data)).SerializeToString(), b"")
-    else:
-        core.set_property({"CACHE_DIR": str(path.parent / "openvino")})
-        graph = str(path)
-    hint = "bf16" if precision == "bf16" else "f32"
-    compiled = core.compile_model(
-        graph, "CPU",
-        {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"},
-    )
-    local = threading.local()
-
-    def infer(blob: np.ndarray) -> np.ndarray:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        request.set_input_tensor(openvino.Tensor(blob, shared_memory=True))  # no copy of the input
-        request.infer()
-        return request.get_output_tensor().data.copy()  # a copy: the request reuses its buffer
-
-    return infer
+        return openvino_runner(fold_weights(fixed_model(data)).SerializeToString(), precision, threads)
+    return openvino_runner(path, precision, threads, cache_dir=path.parent / "openvino")
 
 
 def _engine(data: bytes, threads: int, precision: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from facetwin.core import runtimes
 
 INPUT, OUTPUT = "input", "embedding"
 
@@ -45,38 +46,13 @@ def _threads(threads: int | None) -> int:
 
 
 def onnxruntime_runner(model: Path | bytes, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """onnxruntime (CPU, fp32, all graph optimisations) over an exported file or its bytes (thread-safe)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads(threads)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    """onnxruntime (CPU, fp32) over an exported file or its bytes (thread-safe)."""
+    return runtimes.onnxruntime_runner(model, _threads(threads))
 
 
 def openvino_runner(path: Path, precision: str = "f32", threads: int | None = None):
-    """OpenVINO (CPU) over the exported file, ``precision`` ``f32`` or ``bf16`` (inference precision hint);
-    thread-safe (one infer request per thread)."""
-    import openvino
-
-    core = openvino.Core()
-    compiled = core.compile_model(
-        str(path), "CPU",
-        {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": _threads(threads),
-         "PERFORMANCE_HINT": "LATENCY"},
-    )
-    local = threading.local()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        return np.array(request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0], dtype=np.float32)
-
-    return run
+    """OpenVINO (CPU) over the exported file, ``precision`` ``f32`` or ``bf16`` (thread-safe)."""
+    return runtimes.openvino_runner(path, precision, _threads(threads))
 
 
 def exported_trunk(backbone) -> Path:

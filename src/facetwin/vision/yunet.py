@@ -30,9 +30,8 @@ _lock = threading.Lock()
 
 def build(threads: int = 1):
     """A new onnxruntime session of the repaired, folded YuNet graph (any input size) on ``threads`` threads."""
-    import onnxruntime as ort
-
     from facetwin.core.onnx_graph import fixed_model, fold_weights
+    from facetwin.core.runtimes import onnxruntime_session
 
     model = fold_weights(fixed_model(assets.read_verified("yunet")))
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -43,15 +42,9 @@ def build(threads: int = 1):
         for dim in output.type.tensor_type.shape.dim[1:2]:
             dim.ClearField("dim_value")
             dim.dim_param = "anchors"
-    options = ort.SessionOptions()
     # one thread by default: YuNet's small inputs do not split well across threads (benchmarks/photo_steps.py), and
     # concurrent callers (service, index) get a core each
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+    return onnxruntime_session(model.SerializeToString(), threads)
 
 
 def session():
