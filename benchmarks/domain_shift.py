@@ -12,7 +12,8 @@ is tuned on a test fold. The three rows share one feature extraction at the cut 
 - ``head``: the Siamese head trained on frozen features (the layers after the cut stay frozen);
 - ``finetune``: the head and the pretrained layers after the cut (``--trainable-from``), at ``--trunk-lr``.
 
-Usage: ``python benchmarks/domain_shift.py [--shifts lowres,nir,mask,jpeg,clean,att] [--limit N] [--cut stage4]``
+Usage: ``python benchmarks/domain_shift.py [--shifts lowres,nir,mask,jpeg,clean,att] [--limit N] [--cut stage4]
+[--train-seeds 0,1,2,3,4]``
 """
 
 from __future__ import annotations
@@ -126,14 +127,15 @@ ROWS = {
 }
 
 
-def run_shift(name: str, folder: Path, args) -> dict:
-    """The three rows for one shifted copy; every figure printed."""
+def run_shift(name: str, folder: Path, args, seed: int) -> dict:
+    """The three rows for one shifted copy, trained with ``seed`` (which also draws the validation people);
+    every figure printed."""
     from facetwin.evaluation.crosstrain import cross_train_evaluate
 
     results = {}
     for row, extra in ROWS.items():
         options = {"trainable_from": args.cut, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
-                   "seed": args.seed, "augment": args.augment, **extra}
+                   "seed": seed, "augment": args.augment, **extra}
         t0 = time.perf_counter()
         r = cross_train_evaluate(folder / "pairs.txt", folder / "images", backbone=args.backbone,
                                  train_options=options, progress=not args.quiet)
@@ -145,7 +147,7 @@ def run_shift(name: str, folder: Path, args) -> dict:
             "epoch_seconds": float(np.mean(epoch_s)) if epoch_s else None,
             "seconds": time.perf_counter() - t0, "extraction": r["model"]["extraction"],
         }
-        print(f"  {name:7s} {row:9s} acc {r['accuracy']:.4f} ± {r['accuracy_std']:.4f}  "
+        print(f"  {name:7s} seed {seed} {row:9s} acc {r['accuracy']:.4f} ± {r['accuracy_std']:.4f}  "
               f"kfold-thr acc {r['accuracy_kfold_threshold']:.4f}  AUC {r['auc']:.4f}  EER {r['eer']:.4f}  "
               f"kept epochs {results[row]['kept_epochs']}  epoch {results[row]['epoch_seconds'] or 0:.2f} s  "
               f"({results[row]['seconds']:.0f} s)", flush=True)
@@ -153,9 +155,24 @@ def run_shift(name: str, folder: Path, args) -> dict:
     for row in ("head", "finetune"):
         err = 1 - results[row]["accuracy"]
         results[row]["error_reduction"] = (base - err) / base if base > 0 else 0.0
-        print(f"  {name:7s} {row:9s} removes {results[row]['error_reduction'] * 100:+.1f} % of the frozen errors "
-              f"({base * 100:.2f} % -> {err * 100:.2f} %)", flush=True)
+        print(f"  {name:7s} seed {seed} {row:9s} removes {results[row]['error_reduction'] * 100:+.1f} % "
+              f"of the frozen errors ({base * 100:.2f} % -> {err * 100:.2f} %)", flush=True)
     return results
+
+
+def seed_summary(name: str, by_seed: dict) -> dict:
+    """Mean, min and max over the training seeds of each row's accuracy and share of frozen errors removed."""
+    out = {}
+    for row in ROWS:
+        acc = [r[row]["accuracy"] for r in by_seed.values()]
+        red = [r[row].get("error_reduction", 0.0) for r in by_seed.values()]
+        out[row] = {"accuracy_mean": float(np.mean(acc)), "accuracy_min": float(np.min(acc)),
+                    "accuracy_max": float(np.max(acc)), "error_reduction_mean": float(np.mean(red)),
+                    "error_reduction_min": float(np.min(red)), "error_reduction_max": float(np.max(red))}
+        print(f"  {name:7s} {len(acc)} seeds {row:9s} acc {np.mean(acc):.4f} ({np.min(acc):.4f}-{np.max(acc):.4f})  "
+              f"removes {np.mean(red) * 100:+.1f} % ({np.min(red) * 100:+.1f} to {np.max(red) * 100:+.1f})",
+              flush=True)
+    return out
 
 
 def main() -> int:
@@ -167,15 +184,18 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--trunk-lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the shifted copies")
+    p.add_argument("--train-seeds", default=None,
+                   help="comma-separated training seeds (each also draws the validation people); default --seed")
     p.add_argument("--augment", type=int, default=0, help="augmented copies per training image (train --augment)")
     p.add_argument("--json", help="write every figure here")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 when two runs share 2 cores)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     from facetwin.cli.options import configure_torch
     from facetwin.core import paths
 
-    configure_torch(2)
+    configure_torch(args.threads)
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
     bad = [s for s in shifts if s not in ALL]
     if bad:
@@ -191,9 +211,12 @@ def main() -> int:
     if "att" in shifts:
         build_att(root / "att", args.limit, args.seed)
     print(f"shifted copies ready in {time.perf_counter() - start:.0f} s under {root}", flush=True)
+    seeds = [int(x) for x in (args.train_seeds or str(args.seed)).split(",") if x.strip()]
     results = {}
     for s in shifts:
-        results[s] = run_shift(s, root / "att" if s == "att" else root / "lfw" / s, args)
+        folder = root / "att" if s == "att" else root / "lfw" / s
+        by_seed = {seed: run_shift(s, folder, args, seed) for seed in seeds}
+        results[s] = by_seed[seeds[0]] if len(seeds) == 1 else {"seeds": by_seed, "mean": seed_summary(s, by_seed)}
         summary = {"args": vars(args), "results": results, "seconds": time.perf_counter() - start}
         if args.json:  # after every shift, so a long run can be read while it goes on
             Path(args.json).write_text(json.dumps(summary, indent=2))
