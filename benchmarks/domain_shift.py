@@ -11,6 +11,7 @@ is tuned on a test fold. The three rows share one feature extraction at the cut 
 - ``frozen``: epochs 0, i.e. the backbone itself (the identity-initialised head; threshold from validation people);
 - ``head``: the Siamese head trained on frozen features (the layers after the cut stay frozen);
 - ``finetune``: the head and the pretrained layers after the cut (``--trainable-from``), at ``--trunk-lr``.
+- ``adapt`` (with ``--rows``): exactly what ``facetwin train --adapt`` trains (``training/adapt.py``'s recipe).
 
 Usage: ``python benchmarks/domain_shift.py [--shifts lowres,nir,mask,jpeg,clean,att] [--limit N] [--cut stage4]
 [--train-seeds 0,1,2,3,4]``
@@ -124,18 +125,23 @@ ROWS = {
     "frozen": {"epochs": 0, "augment": 0},  # the backbone itself: no training, so no augmented copies
     "head": {"trunk_lr": 0.0},
     "finetune": {},
+    "adapt": None,  # facetwin train --adapt: the recipe of training/adapt.py, whatever --cut and the rates say
 }
 
 
 def run_shift(name: str, folder: Path, args, seed: int) -> dict:
-    """The three rows for one shifted copy, trained with ``seed`` (which also draws the validation people);
+    """The rows (``--rows``) for one shifted copy, trained with ``seed`` (which also draws the validation people);
     every figure printed."""
     from facetwin.evaluation.crosstrain import cross_train_evaluate
+    from facetwin.training.adapt import adapt_options
 
     results = {}
-    for row, extra in ROWS.items():
-        options = {"trainable_from": args.cut, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
-                   "seed": seed, "augment": args.augment, **extra}
+    for row in args.rows:
+        if ROWS[row] is None:
+            options = adapt_options(args.backbone, {"seed": seed, "augment": args.augment})
+        else:
+            options = {"trainable_from": args.cut, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
+                       "seed": seed, "augment": args.augment, **ROWS[row]}
         t0 = time.perf_counter()
         r = cross_train_evaluate(folder / "pairs.txt", folder / "images", backbone=args.backbone,
                                  train_options=options, progress=not args.quiet)
@@ -152,7 +158,7 @@ def run_shift(name: str, folder: Path, args, seed: int) -> dict:
               f"kept epochs {results[row]['kept_epochs']}  epoch {results[row]['epoch_seconds'] or 0:.2f} s  "
               f"({results[row]['seconds']:.0f} s)", flush=True)
     base = 1 - results["frozen"]["accuracy"]
-    for row in ("head", "finetune"):
+    for row in [r for r in args.rows if r != "frozen"]:
         err = 1 - results[row]["accuracy"]
         results[row]["error_reduction"] = (base - err) / base if base > 0 else 0.0
         print(f"  {name:7s} seed {seed} {row:9s} removes {results[row]['error_reduction'] * 100:+.1f} % "
@@ -163,7 +169,7 @@ def run_shift(name: str, folder: Path, args, seed: int) -> dict:
 def seed_summary(name: str, by_seed: dict) -> dict:
     """Mean, min and max over the training seeds of each row's accuracy and share of frozen errors removed."""
     out = {}
-    for row in ROWS:
+    for row in next(iter(by_seed.values())):
         acc = [r[row]["accuracy"] for r in by_seed.values()]
         red = [r[row].get("error_reduction", 0.0) for r in by_seed.values()]
         out[row] = {"accuracy_mean": float(np.mean(acc)), "accuracy_min": float(np.min(acc)),
@@ -188,6 +194,9 @@ def main() -> int:
     p.add_argument("--train-seeds", default=None,
                    help="comma-separated training seeds (each also draws the validation people); default --seed")
     p.add_argument("--augment", type=int, default=0, help="augmented copies per training image (train --augment)")
+    p.add_argument("--rows", default="frozen,head,finetune",
+                   help=f"comma-separated, of {', '.join(ROWS)} (frozen is always run: the others are measured "
+                   "against it)")
     p.add_argument("--json", help="write every figure here")
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 when two runs share 2 cores)")
     p.add_argument("--quiet", action="store_true")
@@ -197,6 +206,10 @@ def main() -> int:
 
     configure_torch(args.threads)
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
+    args.rows = ["frozen", *[r.strip() for r in args.rows.split(",") if r.strip() and r.strip() != "frozen"]]
+    if any(r not in ROWS for r in args.rows):
+        print(f"unknown row(s) in --rows; choose from {', '.join(ROWS)}.", file=sys.stderr)
+        return 2
     bad = [s for s in shifts if s not in ALL]
     if bad:
         print(f"unknown shift(s): {', '.join(bad)}; choose from {', '.join(ALL)}.", file=sys.stderr)
