@@ -53,6 +53,7 @@ def run_shift(shift: str, root: Path, args, base, bb) -> dict:
     from facetwin.training.config import TrainConfig
     from facetwin.training.fit import fit
     from facetwin.training.pairs import PairPlan
+    from facetwin.training.siamese import euclidean
 
     rel, xs, ok = _features(bb, root / shift)
     rel_c, xc, ok_c = _features(bb, root / "clean")
@@ -70,7 +71,7 @@ def run_shift(shift: str, root: Path, args, base, bb) -> dict:
     scores: dict[str, list] = {}
 
     def dist(e, a, b):
-        return (e[a] - e[b]).norm(dim=1).numpy()
+        return euclidean(e[a], e[b]).numpy()
 
     def head(features: torch.Tensor, tr, labels, seed):
         cfg = TrainConfig(backbone="dlib", epochs=args.epochs, lr=args.lr, seed=seed)
@@ -83,16 +84,15 @@ def run_shift(shift: str, root: Path, args, base, bb) -> dict:
         tr = np.array([i for i in range(len(rel)) if person[i] not in held and ok[i] and ok_c[i]])
         labels = np.unique(person[tr], return_inverse=True)[1]
         sel = fold == k
+        plans = {s: PairPlan(labels, TrainConfig(backbone="dlib", seed=s).resolved()) for s in seeds}
         embs = {f"head {s}": head(desc, tr, labels, s) for s in seeds}
         embs["ensemble"] = torch.cat(list(embs.values()), 1) / len(seeds) ** 0.5
         embs["frozen"] = F.normalize(desc, dim=1)
-        plan = PairPlan(labels, TrainConfig(backbone="dlib", seed=seeds[0]).resolved())
-        fit_rows = tr[plan.train_idx]  # never the validation people
+        fit_rows = tr[plans[seeds[0]].train_idx]  # never the validation people
         w, b = _ridge(xs[fit_rows], teacher[fit_rows], args.ridge)
         embs["teacher"] = head(xs @ w + b, tr, labels, seeds[0])
         for name, e in embs.items():
-            seed = int(name.split()[1]) if name.startswith("head ") else seeds[0]
-            p = PairPlan(labels, TrainConfig(backbone="dlib", seed=seed).resolved())
+            p = plans[int(name.split()[1]) if name.startswith("head ") else seeds[0]]
             t = best_threshold(dist(e, tr[p.val_a], tr[p.val_b]), p.val_y)
             d = dist(e, pa[sel], pb[sel])
             scores.setdefault(name, []).append((float(np.mean((d <= t) == same[sel])), auc(d, same[sel])))

@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 # dlib: the best of the configurations benchmarks/domain_shift.py ran on the whole of lfw-dev (README, "Domain
 # shift"). Over three training seeds (--train-seeds 0,1,2) the head on frozen features (trunk lr 0: dlib's fc
 # stays as it is) removed more of the frozen errors than fc fine-tuned at 1e-5 on three of the four shifts (mean
-# +11.3 % against +9.9 %), never added errors (fine-tuning did on jpeg with one seed) and cost clean LFW less
-# (0.09 points against 0.16); head lr 1e-4, 30 epochs (with lr 1e-3 the models peaked at epoch 1 and added errors
-# on two shifts). No configuration there removed 30 % of the errors on two shifts, and the share removed moves by
-# up to 14 points between seeds, so the fallback below matters. vggface: the paper's cut (real weights are not on
-# the machine that measured, so not benchmarked); sface has no trainable trunk layers (ONNX): --adapt trains its
-# head only.
+# +11.3 % against +9.9 %), never added errors on them (fine-tuning did on jpeg with one seed) and cost clean LFW
+# less (0.09 points against 0.16; --adapt itself 0.01, but 2 pairs worse on nir with one seed); head lr 1e-4,
+# 30 epochs (with lr 1e-3 the models peaked at epoch 1 and added errors on two shifts). No configuration there
+# removed 30 % of the errors on two shifts, and the share removed moves by up to 14 points between seeds, so the
+# fallback below matters. vggface: the paper's cut (real weights are not on the machine that measured, so not
+# benchmarked); sface has no trainable trunk layers (ONNX): --adapt trains its head only.
 RECIPES: dict[str, dict] = {
     "dlib": {"trainable_from": "fc", "lr": 1e-4, "trunk_lr": 0.0, "epochs": 30},
     "vggface": {"trainable_from": "34", "epochs": 20},
