@@ -43,7 +43,7 @@ def main() -> int:
     import dlib
 
     from facetwin.backbones import get_backbone
-    from facetwin.backbones.dlib_weights import find_dat
+    from facetwin.backbones.dlib.weights import find_dat
     from facetwin.vision.faces import face_crops
 
     torch.set_flush_denormal(True)

@@ -39,8 +39,8 @@ RUNTIMES = (
 def build(names: list[str], weights: str) -> dict:
     """``name -> embed(crops)`` for each runtime (OpenVINO ones are left out when it is not installed)."""
     from facetwin.backbones import get_backbone
-    from facetwin.backbones import vggface_runtimes as R
-    from facetwin.backbones.vggface_backbone import preprocess
+    from facetwin.backbones.vggface import runtimes as R
+    from facetwin.backbones.vggface.backbone import preprocess
     from facetwin.core.precision import has_openvino
 
     runners, onnx_file = {}, None

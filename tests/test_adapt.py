@@ -78,7 +78,7 @@ def test_sface_has_no_trainable_trunk():
 
 @pytest.fixture(scope="module")
 def dlib():
-    from facetwin.backbones.dlib_weights import find_dat
+    from facetwin.backbones.dlib.weights import find_dat
     from facetwin.backbones.registry import get_backbone
 
     try:
@@ -122,7 +122,7 @@ def test_dlib_adapt_run_saves_only_what_changed_and_loads(dlib, tmp_path):
 
 @pytest.fixture(scope="module")
 def fixture_weights(tmp_path_factory):
-    from facetwin.backbones import vggface_weights as W
+    from facetwin.backbones.vggface import weights as W
 
     return str(W.convert(need(KERAS_H5), tmp_path_factory.mktemp("vgg") / "fixture.safetensors").path)
 
@@ -130,7 +130,7 @@ def fixture_weights(tmp_path_factory):
 def test_vggface_trainable_from_34_end_to_end_on_the_keras_fixture(fixture_weights, tmp_path):
     """Layers below 34 are not trained (not even saved); fc8 (35) changes; load() rebuilds the model."""
     import facetwin
-    from facetwin.backbones import vggface_weights as W
+    from facetwin.backbones.vggface import weights as W
     from facetwin.training.run import train
 
     data = _people(tmp_path, 3, 2)

@@ -29,7 +29,7 @@ LFW_FILES = [  # the first two show one person, the others six different people
 
 
 def _dat() -> Path:
-    from facetwin.backbones.dlib_weights import find_dat
+    from facetwin.backbones.dlib.weights import find_dat
 
     try:
         return find_dat()
@@ -111,7 +111,7 @@ def test_large_photo_chip_is_close_to_dlib(dlib_models):
 def test_weights_are_cached_as_safetensors_and_checked(backbone, tmp_path):
     from safetensors import safe_open
 
-    from facetwin.backbones import dlib_weights as W
+    from facetwin.backbones.dlib import weights as W
     from facetwin.core import paths
 
     cache = paths.home() / "weights" / W.CACHE_FILE
@@ -140,7 +140,7 @@ def test_backbone_on_facetwin_chips(backbone):
 
 
 def test_network_is_trainable(backbone):
-    from facetwin.backbones.dlib import DlibResNet
+    from facetwin.backbones.dlib.backbone import DlibResNet
 
     net = DlibResNet()
     net.load_state_dict(backbone.network.state_dict())

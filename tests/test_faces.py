@@ -15,6 +15,7 @@ from facetwin.vision.align import ARCFACE_112, eye_angle, five_point, similarity
 from facetwin.vision.detect import Face, detect_faces
 from facetwin.vision.faces import NOTE_CENTRE, NOTE_DETECTED, NOTE_WHOLE, face_crops
 from facetwin.vision.io import load_image
+from facetwin.vision.prominence import prominence
 
 from conftest import DATA, need
 
@@ -106,14 +107,18 @@ def test_no_detect_uses_the_whole_image():
     assert crops[0].crop[100, 0, 0] < 10 and crops[0].crop[100, -1, 0] > 245
 
 
-def test_all_faces_largest_first():
+def test_all_faces_ranked_by_the_rule():
     path = need(DATA / "deepface_tests" / "id02" / "img54.jpg")
-    every = face_crops(path, FIVE, all_faces=True)
-    assert len(every) >= 2
-    areas = [c.face.area for c in every]
+    largest = face_crops(path, FIVE, all_faces=True, face="largest")
+    assert len(largest) >= 2 and {c.faces_found for c in largest} == {len(largest)}
+    areas = [c.face.area for c in largest]
     assert areas == sorted(areas, reverse=True)
+    main = face_crops(path, FIVE, all_faces=True)
+    height, width = load_image(path).shape[:2]
+    ranks = [prominence(c.face, width, height) for c in main]
+    assert ranks == sorted(ranks, reverse=True) and sorted(areas) == sorted(c.face.area for c in main)
     one = face_crops(path, FIVE)
-    assert len(one) == 1 and one[0].face.box == every[0].face.box
+    assert len(one) == 1 and one[0].face.box == main[0].face.box and one[0].faces_found == len(main)
 
 
 def test_unknown_policy_is_refused():

@@ -13,9 +13,9 @@ import torch
 
 from facetwin import FacetwinError
 from facetwin.backbones import get_backbone
-from facetwin.backbones import vggface as V
-from facetwin.backbones import vggface_weights as W
-from facetwin.backbones.vggface_backbone import VGGFACE_MEAN_BGR, preprocess
+from facetwin.backbones.vggface import network as V
+from facetwin.backbones.vggface import weights as W
+from facetwin.backbones.vggface.backbone import VGGFACE_MEAN_BGR, preprocess
 
 from conftest import FIXTURES, need
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from facetwin.backbones.registry import DEFAULT_BACKBONE, backbone_names, get_backbone, is_backbone_name
 from facetwin.errors import FacetwinError
 from facetwin.model import Model, from_backbone
+from facetwin.vision.prominence import DEFAULT_FACE_RULE
 
 
 def is_run_dir(target: str | Path) -> bool:
@@ -23,17 +24,23 @@ def is_run_dir(target: str | Path) -> bool:
 
 
 def load(
-    target: str | Path = DEFAULT_BACKBONE, *, threshold: float | None = None, tta: str | None = None, **backbone_options
+    target: str | Path = DEFAULT_BACKBONE,
+    *,
+    threshold: float | None = None,
+    tta: str | None = None,
+    face: str = DEFAULT_FACE_RULE,
+    **backbone_options,
 ) -> Model:
     """A model by backbone source ("sface", "sface+dlib", with ``tta="flip"`` and backbone options) or a trained
-    run directory (which fixes its backbone and augmentation)."""
+    run directory (which fixes its backbone and augmentation); ``face`` chooses the face of a photo with several
+    (``main``: the most prominent near the centre; ``largest``)."""
     if not is_run_dir(target):
         if not is_backbone_name(str(target)):
             raise FacetwinError(
                 f"unknown backbone '{target}' and no run directory of that name; "
                 f"backbones: {', '.join(backbone_names())}."
             )
-        return from_backbone(get_backbone(str(target), tta=tta, **backbone_options), threshold=threshold)
+        return from_backbone(get_backbone(str(target), tta=tta, **backbone_options), threshold=threshold, face=face)
     path = Path(target)
     if not (path / "model.json").is_file():
         raise FacetwinError(f"{path}: not a facetwin run directory (no model.json).")
@@ -41,10 +48,10 @@ def load(
         raise FacetwinError(
             f"{path}: a trained run fixes its backbone and augmentation; drop {sorted(backbone_options) or ['tta']}."
         )
-    return _load_run(path, threshold)
+    return _load_run(path, threshold, face)
 
 
-def _load_run(run_dir: Path, threshold: float | None) -> Model:
+def _load_run(run_dir: Path, threshold: float | None, face: str) -> Model:
     """The trained model of ``run_dir`` (distance "euclidean", the threshold chosen at training)."""
     from facetwin.training.artifact import load_siamese
 
@@ -67,6 +74,7 @@ def _load_run(run_dir: Path, threshold: float | None) -> Model:
         intercept=siamese.intercept,
         description=description,
         source=source,
+        face_rule=face,
     )
 
 

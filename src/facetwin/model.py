@@ -25,6 +25,7 @@ from facetwin.core import distances as D
 from facetwin.core.jsonsafe import canonical_json
 from facetwin.errors import FacetwinError
 from facetwin.vision.faces import NOTE_WHOLE, FaceCrop, crop_batches, face_crops
+from facetwin.vision.prominence import DEFAULT_FACE_RULE, check_rule
 
 if TYPE_CHECKING:
     import torch
@@ -84,9 +85,11 @@ class Model:
         intercept: float,
         description: dict,
         source: str,
+        face_rule: str = DEFAULT_FACE_RULE,
     ) -> None:
         """``head`` None means the backbone's own pretrained head; ``source`` is how to load this model again
-        (a backbone name or a run directory), which galleries record and the service reports."""
+        (a backbone name or a run directory), which galleries record and the service reports; ``face_rule``
+        chooses the face of a photo with several (``main`` or ``largest``, see ``vision/prominence.py``)."""
         if distance not in D.DISTANCES:
             raise FacetwinError(f"unknown distance '{distance}'; choose one of: {', '.join(D.DISTANCES)}.")
         self.backbone = backbone
@@ -97,12 +100,14 @@ class Model:
         self.intercept = float(intercept)
         self.description = description
         self.source = str(source)
+        self.face_rule = check_rule(face_rule)
         self.fingerprint = hashlib.sha256(canonical_json(identity(description)).encode("utf-8")).hexdigest()
 
     # ---------------------------------------------------------------- crops and embeddings
-    def face_crops(self, image, **policy) -> list[FaceCrop]:
-        """Aligned crops of ``image`` for this model's backbone (policy: detect, no_face, all_faces, name)."""
-        return face_crops(image, self.backbone.input, **policy)
+    def face_crops(self, image, *, face: str | None = None, **policy) -> list[FaceCrop]:
+        """Aligned crops of ``image`` for this model's backbone (policy: detect, no_face, all_faces, name); ``face``
+        chooses among several faces (default: the model's ``face_rule``)."""
+        return face_crops(image, self.backbone.input, face=face or self.face_rule, **policy)
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings ``(N, D)`` float32 of aligned crops ``(N, S, S, 3)`` RGB uint8."""
@@ -121,8 +126,10 @@ class Model:
         with torch.inference_mode():
             return self.head(torch.from_numpy(features)).float().numpy()
 
-    def embed(self, images, *, detect: bool = True, no_face: str = "error", names=None) -> np.ndarray:
-        """One embedding per image (its largest face): ``(N, D)`` float32; a bad image raises FacetwinError.
+    def embed(
+        self, images, *, detect: bool = True, no_face: str = "error", names=None, face: str | None = None
+    ) -> np.ndarray:
+        """One embedding per image (its chosen face): ``(N, D)`` float32; a bad image raises FacetwinError.
 
         Images are paths, bytes, PIL images or RGB arrays; ``names`` label them in messages.
         """
@@ -132,7 +139,7 @@ class Model:
             images = [images]
         labels = list(names) if names is not None else [None] * len(images)
         crops = [
-            self.face_crops(img, detect=detect, no_face=no_face, name=label)[0].crop
+            self.face_crops(img, detect=detect, no_face=no_face, name=label, face=face)[0].crop
             for img, label in zip(images, labels, strict=True)
         ]
         if not crops:
@@ -167,7 +174,8 @@ class Model:
             bar = tqdm(total=len(sources), desc="embedding", unit="img", leave=False)
         try:
             batches = crop_batches(
-                zip(labels, sources, strict=True), self.backbone.input, batch_size=batch_size, no_face=no_face
+                zip(labels, sources, strict=True), self.backbone.input, batch_size=batch_size, no_face=no_face,
+                face=self.face_rule,
             )
             for batch in batches:
                 if batch.failed and not skip_unreadable:
@@ -205,15 +213,19 @@ class Model:
                 f"(--model RUN_DIR) or an explicit threshold (facetwin.load('{name}', threshold=X))."
             )
 
-    def verify(self, a, b, *, no_face: str = "error", names: tuple[str, str] | None = None) -> Verification:
-        """Same person in ``a`` and ``b`` (paths, bytes or RGB arrays)? Uses the largest face of each.
+    def verify(
+        self, a, b, *, no_face: str = "error", names: tuple[str, str] | None = None, face: str | None = None
+    ) -> Verification:
+        """Same person in ``a`` and ``b`` (paths, bytes or RGB arrays)? Uses the chosen face of each (``face``:
+        ``main`` or ``largest``, default the model's rule); ``faces`` says how many each photo had.
 
         ``names`` labels the two images in messages and in ``faces`` (useful for uploaded bytes).
         """
         self._require_threshold()
         labels = names or (None, None)
         crops = [
-            self.face_crops(img, no_face=no_face, name=label)[0] for img, label in zip((a, b), labels, strict=True)
+            self.face_crops(img, no_face=no_face, name=label, face=face)[0]
+            for img, label in zip((a, b), labels, strict=True)
         ]
         emb = self.embed_crops(np.stack([c.crop for c in crops]))
         distance = float(self.distances(emb[:1], emb[1:])[0])
@@ -232,11 +244,11 @@ class Model:
     def __repr__(self) -> str:
         return (
             f"Model(backbone={self.backbone.name!r}, distance={self.distance!r}, threshold={self.threshold:.4f}, "
-            f"fingerprint={self.fingerprint[:12]})"
+            f"face={self.face_rule!r}, fingerprint={self.fingerprint[:12]})"
         )
 
 
-def from_backbone(backbone: Backbone, *, threshold: float | None = None) -> Model:
+def from_backbone(backbone: Backbone, *, threshold: float | None = None, face: str = DEFAULT_FACE_RULE) -> Model:
     """The plain model of a backbone: its pretrained head, distance and calibration."""
     cal = backbone.calibration
     description = {
@@ -255,6 +267,7 @@ def from_backbone(backbone: Backbone, *, threshold: float | None = None) -> Mode
         intercept=cal.intercept,
         description=description,
         source=backbone.source,
+        face_rule=face,
     )
 
 

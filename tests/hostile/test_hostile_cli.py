@@ -107,7 +107,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_killed_weight_import_leaves_no_temporary_file(tmp_path, facetwin_home):
     import torch
 
-    from facetwin.backbones import vggface_weights as W
+    from facetwin.backbones.vggface import weights as W
 
     target = W.default_path()
     done = subprocess.run([sys.executable, "-c", _KILLED_IMPORT, str(target)], capture_output=True, text=True)

@@ -8,40 +8,43 @@ backbone only when asked for, so choosing ``sface`` never imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from functools import cache
+from pathlib import Path
 
 from facetwin.backbones.base import Backbone
 from facetwin.backbones.calibrations import CALIBRATIONS
+from facetwin.backbones.entry import Entry, resolve
 from facetwin.errors import FacetwinError
 
 DEFAULT_BACKBONE = "sface"
 TTA_CHOICES = ("none", "flip")
+_SFACE = Entry("sface", "facetwin.backbones.sface:SFace", "OpenCV Zoo's SFace (shipped, Apache-2.0), 128-d")
 
 
-def _sface(**options) -> Backbone:
-    from facetwin.backbones.sface import SFace
-
-    return SFace(**options)
-
-
-def _vggface(**options) -> Backbone:
-    from facetwin.backbones.vggface_backbone import VGGFaceBackbone
-
-    return VGGFaceBackbone(**options)
-
-
-def _dlib(**options) -> Backbone:
-    from facetwin.backbones.dlib import DlibBackbone
-
-    return DlibBackbone(**options)
+@cache
+def entries() -> dict[str, Entry]:
+    """Every backbone name and its :class:`Entry`: the ``ENTRIES`` of each sub-package of ``facetwin/backbones``."""
+    found = {_SFACE.name: _SFACE}
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.ispkg:
+            for entry in getattr(importlib.import_module(f"{__package__}.{module.name}"), "ENTRIES", ()):
+                found[entry.name] = entry
+    return found
 
 
-_REGISTRY: dict[str, Callable[..., Backbone]] = {"sface": _sface, "vggface": _vggface, "dlib": _dlib}
+def entry(name: str) -> Entry:
+    """The entry of one backbone name, or one sentence listing the names."""
+    try:
+        return entries()[name]
+    except KeyError:
+        raise FacetwinError(f"unknown backbone '{name}'; choose one of: {', '.join(backbone_names())}.") from None
 
 
 def backbone_names() -> list[str]:
     """Names accepted by :func:`get_backbone` (and any ``+``-joined list of them)."""
-    return sorted(_REGISTRY)
+    return sorted(entries())
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -58,7 +61,7 @@ def source_of(name: str, tta: str = "none") -> str:
 def is_backbone_name(source: str) -> bool:
     """Whether ``source`` names plain backbones (``sface``, ``sface+dlib``, ``dlib:flip``, ...)."""
     name, tta = split_source(source)
-    return tta in TTA_CHOICES and all(part in _REGISTRY for part in name.split("+"))
+    return tta in TTA_CHOICES and all(part in entries() for part in name.split("+"))
 
 
 def get_backbone(name: str, tta: str | None = None, **options) -> Backbone:
@@ -69,9 +72,8 @@ def get_backbone(name: str, tta: str | None = None, **options) -> Backbone:
     if tta not in TTA_CHOICES:
         raise FacetwinError(f"unknown test-time augmentation '{tta}'; choose one of: {', '.join(TTA_CHOICES)}.")
     names = name.split("+")
-    unknown = [n for n in names if n not in _REGISTRY]
-    if unknown:
-        raise FacetwinError(f"unknown backbone '{unknown[0]}'; choose one of: {', '.join(backbone_names())}.")
+    for part in names:
+        entry(part)
     if len(names) > 1 and options:
         raise FacetwinError(f"backbone options {sorted(options)} apply to a single backbone, not to {name}.")
     parts = [_single(n, tta, **options) for n in names]
@@ -83,7 +85,12 @@ def get_backbone(name: str, tta: str | None = None, **options) -> Backbone:
 
 
 def _single(name: str, tta: str, **options) -> Backbone:
-    backbone = _REGISTRY[name](**options)
+    found = entry(name)
+    if found.weights is not None and "weights" not in options:
+        from facetwin.backbones.licensed import installed_weights
+
+        options["weights"] = installed_weights(found).path
+    backbone = resolve(found.factory)(**found.options, **options)
     if tta == "none":
         return backbone
     from facetwin.backbones.tta import Flipped

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.cli.options import add_model_arguments, add_no_face, model_from_args
+from facetwin.cli.options import add_face, add_model_arguments, add_no_face, describe_face, model_from_args
 from facetwin.core.paths import atomic_write_bytes, output_file
 from facetwin.errors import FacetwinError
 
@@ -56,11 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     what = f"run {args.model}" if args.model else f"backbone {model.backbone.name}"
     print(f"{len(rows)} embedding(s) of {embeddings.shape[1]} values ({what}, {model.distance} distance)")
     for i, crop in enumerate(rows):
-        if crop.face is not None:
-            x, y, w, h = crop.face.box
-            where = f"face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {crop.face.score:.2f})"
-        else:
-            where = crop.note
+        where = describe_face(crop.to_dict()) if not args.all_faces or crop.face is None else _face_box(crop)
         head = ", ".join(f"{v:+.3f}" for v in embeddings[i, :4])
         print(f"[{i}] {crop.source}: {where}; [{head}, ...]")
     if args.out:
@@ -68,18 +64,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _face_box(crop) -> str:
+    """Where one of several faces (``--all-faces``) is."""
+    x, y, w, h = crop.face.box
+    return f"face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {crop.face.score:.2f}; one of {crop.faces_found})"
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "embed",
         help="face embeddings of photos",
-        description="Detect the face in each photo (the largest, or every face with --all-faces), align it for "
-        "the backbone and print or save its embedding.",
+        description="Detect the face in each photo (the main one: the most prominent near the centre, or the "
+        "largest with --face largest, or every face with --all-faces, main first), align it for the backbone and "
+        "print or save its embedding.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (JPEG, PNG, WEBP, PGM, ...)")
     add_model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="use the whole image, resized, without detection")
     add_no_face(p)
-    p.add_argument("--all-faces", action="store_true", help="one embedding per detected face (default: the largest)")
+    add_face(p)
+    p.add_argument("--all-faces", action="store_true", help="one embedding per detected face (default: one per photo)")
     p.add_argument("--out", metavar="FILE.npy", help="save the (N, D) float32 embeddings as a .npy file")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object: backbone, layer, embeddings, files, faces"

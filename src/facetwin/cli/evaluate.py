@@ -64,7 +64,7 @@ def run(args) -> int:
 
         options = {"weights": args.weights} if args.weights and not args.model else {}
         tta = None if args.model and args.tta == "none" else args.tta
-        model = load(args.model or args.backbone, tta=tta, **options)
+        model = load(args.model or args.backbone, tta=tta, face=args.face, **options)
         result = evaluate(
             args.pairs_file,
             args.images,

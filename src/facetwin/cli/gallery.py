@@ -5,28 +5,32 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from facetwin.cli.options import add_face, describe_face
 from facetwin.errors import FacetwinError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "enroll", help="add photos of a person to a gallery",
-        description="Embed the largest face of each photo and add them to PERSON in the gallery (created if needed).",
+        description="Embed the main face of each photo (the most prominent near the centre; --face largest for the "
+        "largest) and add them to PERSON in the gallery (created if needed).",
     )
     p.add_argument("person", metavar="PERSON", help="the person's name")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of the person (largest face of each)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of the person (one face of each)")
     _gallery_options(p, model=True)
+    add_face(p)
     p.set_defaults(func=_enroll)
 
     p = subparsers.add_parser(
         "identify", help="who in the gallery is this? ('unknown' beyond the threshold)",
-        description="Find the people of the gallery nearest to the largest face of IMAGE; 'unknown' when none is "
-        "within the model's threshold.",
+        description="Find the people of the gallery nearest to the main face of IMAGE (the most prominent near the "
+        "centre; --face largest for the largest); 'unknown' when none is within the model's threshold.",
     )
-    p.add_argument("image", metavar="IMAGE", help="a photo (its largest face)")
+    p.add_argument("image", metavar="IMAGE", help="a photo (its main face)")
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many candidates to list")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _gallery_options(p, model=True)
+    add_face(p)
     p.set_defaults(func=_identify)
 
     p = subparsers.add_parser(
@@ -57,7 +61,7 @@ def _open(args, *, create: bool = False):
 
 
 def _enroll(args) -> int:
-    added = _open(args, create=True).enroll(args.person, args.images)
+    added = _open(args, create=True).enroll(args.person, args.images, face=args.face)
     print(f"enrolled {added} photo(s) of {args.person} in {args.gallery}")
     return 0
 
@@ -66,11 +70,12 @@ def _identify(args) -> int:
     from facetwin.core.validate import top_k
 
     top_k(args.top_k)
-    result = _open(args).identify(args.image, top_k=args.top_k)
+    result = _open(args).identify(args.image, top_k=args.top_k, face=args.face)
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
         return 0
     print(f"{result.person}  (search: {result.method}, threshold {result.threshold:.4f})")
+    print(f"  {args.image}: {describe_face(result.face)}")
     for match in result.matches:
         print(f"  {match.person}: distance {match.distance:.4f}, probability {match.probability:.3f}")
     return 0

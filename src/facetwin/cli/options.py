@@ -10,6 +10,11 @@ from facetwin.errors import FacetwinError
 TTA = ("none", "flip")  # = facetwin.backbones.registry.TTA_CHOICES
 CROP_NO_FACE = ("error", "center")  # = facetwin.vision.faces.NO_FACE_POLICIES (not imported: keeps --help fast)
 TRAIN_NO_FACE = (*CROP_NO_FACE, "skip")
+FACE_RULES = ("main", "largest")  # = facetwin.vision.prominence.FACE_RULES (not imported: keeps --help fast)
+FACE_HELP = (
+    "which face of a photo with several: main (default: the most prominent, by size and closeness to the centre) "
+    "or largest"
+)
 BACKBONE_HELP = (
     f"plain pretrained backbone(s): {DEFAULT_BACKBONE} (default), dlib, vggface, or a '+'-joined list such as "
     "sface+dlib (their normalised embeddings concatenated)"
@@ -56,7 +61,7 @@ def model_from_args(args: argparse.Namespace):
                 f"{args.model}: a trained run fixes its backbone, so {flags} cannot be used with --model."
             )
         configure_torch()
-        return load(args.model, threshold=threshold, tta=getattr(args, "tta", None))
+        return load(args.model, threshold=threshold, tta=getattr(args, "tta", None), face=face_rule(args))
     name = args.backbone or DEFAULT_BACKBONE
     if name == "sface":
         extra = sorted(set(options) - {"precision"})
@@ -66,7 +71,28 @@ def model_from_args(args: argparse.Namespace):
             )
     else:
         configure_torch()
-    return load(name, threshold=threshold, tta=getattr(args, "tta", None), **options)
+    return load(name, threshold=threshold, tta=getattr(args, "tta", None), face=face_rule(args), **options)
+
+
+def add_face(p: argparse.ArgumentParser) -> None:
+    """``--face main|largest``: which face of a photo with several faces is used."""
+    p.add_argument("--face", choices=FACE_RULES, default="main", help=FACE_HELP)
+
+
+def face_rule(args: argparse.Namespace) -> str:
+    """The ``--face`` rule of a command (``main`` for commands without the option)."""
+    return getattr(args, "face", None) or "main"
+
+
+def describe_face(face: dict) -> str:
+    """One line about the face a command used: where it is and how many faces the photo had, e.g.
+    ``face at x=12 y=40 w=80 h=96 (score 0.91; the main one of 3 found)``."""
+    if face.get("box") is None:
+        return str(face.get("note", "no face"))
+    x, y, w, h = face["box"]
+    found = int(face.get("faces_found") or 1)
+    which = f"the {face.get('face_rule', 'main')} one of {found} found" if found > 1 else "the only face found"
+    return f"face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {face['score']:.2f}; {which})"
 
 
 def configure_torch(threads: int | None = None) -> None:
@@ -149,6 +175,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         "--augment-degrade", metavar="SHIFTS", help="add domain shifts to the augmentation: lowres,nir,mask,jpeg"
     )
     add_no_face(p, training=True)
+    add_face(p)
     p.add_argument(
         "--head-precision",
         default="auto",
@@ -175,6 +202,7 @@ TRAINING_KEYS = (
     "head",
     "keep",
     "no_face",
+    "face",
     "trainable_from",
     "trunk_lr",
     "augment",

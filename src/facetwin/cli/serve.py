@@ -7,7 +7,7 @@ import math
 import os
 import socket
 
-from facetwin.cli.options import add_model_arguments, model_from_args
+from facetwin.cli.options import add_face, add_model_arguments, model_from_args
 from facetwin.errors import FacetwinError
 
 WORKERS_MODES = ("lock", "replicas", "batch")  # facetwin.service.workers.MODES (not imported: keeps --help fast)
@@ -106,6 +106,7 @@ def register(subparsers) -> None:
         "names only, which stops DNS-rebinding pages)",
     )
     add_model_arguments(p, backbone_flags=False)
+    add_face(p)
     p.add_argument("--gallery", metavar="FILE", help=GALLERY_HELP)
     p.add_argument(
         "--index", metavar="INDEX_DIR",

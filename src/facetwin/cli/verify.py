@@ -6,14 +6,7 @@ import argparse
 import json
 import sys
 
-from facetwin.cli.options import add_model_arguments, add_no_face, model_from_args
-
-
-def _face_line(label: str, face: dict) -> str:
-    if face.get("box") is None:
-        return f"  {label}: {face['file']}: {face['note']}"
-    x, y, w, h = face["box"]
-    return f"  {label}: {face['file']}: face at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f} (score {face['score']:.2f})"
+from facetwin.cli.options import add_face, add_model_arguments, add_no_face, describe_face, model_from_args
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -33,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
         f" (probability of same person {result.probability:.3f})"
     )
     for label, face in zip("AB", result.faces, strict=True):
-        print(_face_line(label, face))
+        print(f"  {label}: {face['file']}: {describe_face(face)}")
     return 0
 
 
@@ -41,12 +34,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "verify",
         help="are two photos the same person?",
-        description="Detect and align the largest face of each photo, embed both and compare the distance with "
-        "the model's threshold. Exit status 0 when a decision was made (same or different), 2 on an error.",
+        description="Detect and align the main face of each photo (the most prominent near the centre; --face "
+        "largest for the largest), embed both and compare the distance with the model's threshold. The output "
+        "says how many faces each photo had and which was used. Exit status 0 when a decision was made (same or "
+        "different), 2 on an error.",
     )
     p.add_argument("image_a", metavar="IMAGE_A", help="first photo")
     p.add_argument("image_b", metavar="IMAGE_B", help="second photo")
     add_model_arguments(p)
     add_no_face(p)
+    add_face(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (same, distance, threshold, ...)")
     p.set_defaults(func=_run)

@@ -140,11 +140,14 @@ class Finder:
                 return list(hits.values())[:top_k], len(snap.face_ids)
             k = min(len(snap.face_ids), 4 * k)
 
-    def find(self, photo, top_k: int = DEFAULT_TOP_K, *, name: str | None = None) -> FindResult:
-        """The photos of the index in which the person of ``photo`` (its largest face) appears."""
+    def find(
+        self, photo, top_k: int = DEFAULT_TOP_K, *, name: str | None = None, face: str | None = None
+    ) -> FindResult:
+        """The photos of the index in which the person of ``photo`` (its chosen face: ``face`` main or largest)
+        appears."""
         if not np.isfinite(self.model.threshold):
             raise FacetwinError(f"{self.root}: the index's model has no decision threshold to cut the results at.")
-        crop = self.model.face_crops(photo, no_face="error", name=name)[0]
+        crop = self.model.face_crops(photo, no_face="error", name=name, face=face)[0]
         vector = self.model.embed_crops(crop.crop[None])[0]
         hits, searched = self.find_embedding(vector, top_k)
         ann = self._current().ann
@@ -162,13 +165,13 @@ def shard_names(root: Path) -> tuple[str, ...]:
 _finders: dict[str, Finder] = {}
 
 
-def find(photo, index: str | Path, *, top_k: int = DEFAULT_TOP_K) -> FindResult:
+def find(photo, index: str | Path, *, top_k: int = DEFAULT_TOP_K, face: str | None = None) -> FindResult:
     """The photos of ``index`` in which the person of ``photo`` appears, best first, cut at the threshold."""
     key = str(Path(index).resolve())
     finder = _finders.get(key)
     if finder is None:
         finder = _finders[key] = Finder(index)
-    return finder.find(photo, top_k)
+    return finder.find(photo, top_k, face=face)
 
 
 __all__ = ["Finder", "FindResult", "Hit", "find", "DEFAULT_TOP_K"]

@@ -13,7 +13,8 @@ from facetwin.errors import FacetwinError
 
 
 def import_index(index_dir: str | Path, gallery_path: str | Path) -> dict:
-    """Enrol the largest face of each photo under its folder's name; photos already enrolled are skipped.
+    """Enrol the first face of each photo (the index ranks a photo's faces by the main-face rule) under its
+    folder's name; photos already enrolled are skipped.
 
     Photos directly inside a folder that was indexed (not in a sub-folder) have no person and are left out.
     """

@@ -96,11 +96,13 @@ def cross_train_evaluate(
     bb = training_backbone(config)
     files, owners = list_images(images_dir)
     pair_files = sorted({str(images_dir / p.a) for p in pairs} | {str(images_dir / p.b) for p in pairs})
-    fs = extract_features(bb, list(dict.fromkeys(files + pair_files)), progress=progress, desc="trunk features")
+    fs = extract_features(bb, list(dict.fromkeys(files + pair_files)), progress=progress, desc="trunk features",
+                          face=config.face)
     row_of = {f: i for i, f in enumerate(fs.files)}
     owner_of = dict(zip(files, owners, strict=True))
     augment = Augment.from_config(config)  # training rows only draw from it; the pairs are scored on clean features
-    bank = None if augment is None else augmented_copies(bb, fs.files, fs.features, augment, progress=progress)
+    bank = None if augment is None else augmented_copies(bb, fs.files, fs.features, augment, progress=progress,
+                                                         face=config.face)
 
     a_rows = np.array([row_of[str(images_dir / p.a)] for p in pairs])
     b_rows = np.array([row_of[str(images_dir / p.b)] for p in pairs])

@@ -40,6 +40,7 @@ class ScoredPairs:
     no_face: list[str]
     failed: list[tuple[str, str]]
     cache: dict
+    faces: dict  # how a face was chosen in photos with several, and how many had several
 
 
 def score_pairs(
@@ -63,7 +64,9 @@ def score_pairs(
         raise FacetwinError(f"{images_dir}: no such images folder.")
     files = sorted({p.a for p in pairs.pairs} | {p.b for p in pairs.pairs})
     paths = [images_dir / f for f in files]
-    fs = extract_features(model.backbone, paths, batch_size=batch_size, progress=progress, desc="embedding")
+    fs = extract_features(
+        model.backbone, paths, batch_size=batch_size, progress=progress, desc="embedding", face=model.face_rule
+    )
     failed = list(fs.failed)
     ok = fs.ok.copy()
     if no_face == "error":
@@ -95,6 +98,12 @@ def score_pairs(
         no_face=[str(Path(f).relative_to(images_dir)) for f in fs.no_face],
         failed=failed,
         cache={"computed": fs.computed, "cached": fs.cached},
+        faces={
+            "rule": model.face_rule,
+            "several_faces": int(np.sum(fs.faces_found > 1)),
+            "several_faces_files": [str(Path(fs.files[i]).relative_to(images_dir))
+                                    for i in np.flatnonzero(fs.faces_found > 1)[:EXAMPLES]],
+        },
     )
 
 
@@ -137,6 +146,7 @@ def evaluate(
             "files": scored.no_face[:EXAMPLES],
             "action": "centre crop used" if no_face == "center" else "image refused",
         },
+        "faces": scored.faces,
         "skipped_pairs": scored.skipped,
         "unusable_images": [{"file": f, "problem": m} for f, m in scored.failed[:EXAMPLES]],
         "embedding_cache": scored.cache,
@@ -184,6 +194,9 @@ def summary(result: dict) -> str:
         f"AUC {result['auc']:.4f}   EER {result['eer'] * 100:.2f} %   "
         f"TAR@FAR=0.1% {tar['0.001'] * 100:.2f} %   TAR@FAR=1% {tar['0.01'] * 100:.2f} %",
     ]
+    several = result.get("faces", {}).get("several_faces", 0)
+    if several:
+        lines.append(f"{several} image(s) with several faces: the {result['faces']['rule']} face used (--face)")
     if result["no_face"]["count"]:
         lines.append(f"no face found in {result['no_face']['count']} image(s): {result['no_face']['action']}")
     if result.get("skipped_pairs"):

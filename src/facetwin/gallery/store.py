@@ -169,8 +169,9 @@ class Gallery:
         return int(row[0]) if row else 0
 
     # ------------------------------------------------------------------ enroll
-    def enroll(self, person: str, images, *, names=None, digests=None) -> int:
-        """Embed the largest face of each image and add them to ``person``, all or none; returns how many.
+    def enroll(self, person: str, images, *, names=None, digests=None, face: str | None = None) -> int:
+        """Embed the chosen face of each image (``face``: main or largest, default the model's rule) and add them
+        to ``person``, all or none; returns how many.
 
         ``names`` label the images in messages (e.g. upload file names); ``digests`` are the SHA-256 of their
         bytes when the images are decoded arrays (files and bytes are hashed here).
@@ -178,7 +179,7 @@ class Gallery:
         images, person = list(images), person_name(person)
         if not images:
             raise FacetwinError(f"no images given to enroll '{person}'.")
-        vectors = self.model.embed(images, names=names)
+        vectors = self.model.embed(images, names=names, face=face)
         sources = list(digests) if digests is not None else [_sha256(i) for i in images]
         return self.enroll_embeddings(person, vectors, sources=sources)
 
@@ -214,9 +215,10 @@ class Gallery:
         return len(rows)
 
     # ------------------------------------------------------------------ search
-    def identify(self, image, top_k: int = 1, *, name: str | None = None) -> IdentifyResult:
-        """Who is the largest face in ``image``? Open set: ``"unknown"`` beyond the model's threshold."""
-        crop = self.model.face_crops(image, no_face="error", name=name)[0]
+    def identify(self, image, top_k: int = 1, *, name: str | None = None, face: str | None = None) -> IdentifyResult:
+        """Who is the chosen face in ``image`` (``face``: main or largest)? Open set: ``"unknown"`` beyond the
+        model's threshold."""
+        crop = self.model.face_crops(image, no_face="error", name=name, face=face)[0]
         vector = self.model.embed_crops(crop.crop[None])[0]
         result = self.search(vector, top_k=top_k)
         result.face = crop.to_dict()

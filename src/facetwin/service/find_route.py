@@ -27,7 +27,7 @@ def add_find(app: FastAPI, index_dir: str | Path) -> None:
     )
     async def find(
         svc: Service,
-        image: Annotated[UploadFile, File(description="a photo of the person (its largest face)")],
+        image: Annotated[UploadFile, File(description="a photo of the person (its main face)")],
         top_k: Annotated[int, Form(ge=1, le=1000, description="at most this many photos")] = 20,
     ):
         """Photos best first, each with its best face's box ``[x, y, w, h]`` and distance, down to the threshold."""

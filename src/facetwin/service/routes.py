@@ -108,7 +108,8 @@ class Backend:
             raise ServiceError(status, str(exc)) from None
 
     async def crop(self, model: Model, upload: Upload):
-        """Decode one upload and keep only its largest face's crop (the photo is dropped here)."""
+        """Decode one upload and keep only its main face's crop (the model's face rule; the photo is dropped
+        here)."""
         async with self.budget.reserve(upload.pixels):
             rgb = await self.decode(upload)
             size = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
@@ -157,10 +158,11 @@ async def verify(
     a: Annotated[UploadFile, File(description="first photo")],
     b: Annotated[UploadFile, File(description="second photo")],
 ):
-    """The largest face of each photo is detected, aligned and embedded; ``same`` is ``distance <= threshold``.
+    """The main face of each photo (the most prominent near the centre) is detected, aligned and embedded; ``same``
+    is ``distance <= threshold``.
 
-    ``faces`` gives, per photo, the box ``[x, y, w, h]`` in the photo's pixels, the detector score and
-    the photo's ``width`` and ``height``.
+    ``faces`` gives, per photo, how many faces were found (``faces_found``), the box ``[x, y, w, h]`` of the one
+    used in the photo's pixels, the detector score and the photo's ``width`` and ``height``.
     """
     model = svc.model
     if not math.isfinite(model.threshold):
@@ -189,7 +191,7 @@ async def verify(
 
 @router.post(
     "/v1/embed",
-    summary="The embedding of the largest face of a photo",
+    summary="The embedding of the main face of a photo",
     responses=error_responses(400, 401, 413, 415, 422),
 )
 async def embed(svc: Service, image: Annotated[UploadFile, File(description="a photo")]):

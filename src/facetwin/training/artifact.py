@@ -88,7 +88,7 @@ def save_run(run_dir, *, backbone, model, config, history, summary, thresholds) 
         },
         "preprocessing": {
             "describe": describe.get("preprocess", describe.get("preprocessing")),
-            **face_policy(backbone),
+            **face_policy(backbone, config.face),
         },
         "head": {
             "kind": config.head,

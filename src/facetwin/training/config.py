@@ -16,6 +16,7 @@ from facetwin.core.validate import finite_number
 from facetwin.errors import FacetwinError
 from facetwin.training.splits import SPLITS
 from facetwin.vision.faces import NO_FACE_POLICIES as CROP_POLICIES
+from facetwin.vision.prominence import DEFAULT_FACE_RULE, FACE_RULES
 
 HEADS = ("pretrained", "residual")
 LOSSES = ("bce", "contrastive")
@@ -43,6 +44,7 @@ _CHOICES = (
     ("loss", "loss", LOSSES),
     ("head", "head", HEADS),
     ("no_face", "--no-face policy", NO_FACE_POLICIES),
+    ("face", "--face rule", FACE_RULES),
     ("optimizer", "optimizer", ("adam", "adamw")),
     ("keep", "keep rule", ("best", "final")),
     ("precision", "head precision", HEAD_PRECISIONS),
@@ -73,6 +75,7 @@ class TrainConfig:
     head: str | None = None  # pretrained | residual
     keep: str | None = None  # best (validation AUC, epoch 0 included) | final
     no_face: str = "center"
+    face: str = DEFAULT_FACE_RULE  # main | largest: which face of a photo with several (vision/prominence.py)
     precision: str = "auto"  # auto | fp32 | bf16 (autocast of the head's matrix products; fp32 master weights)
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
     trainable_from: str | None = None  # trunk layers from this cut on train too (training/trainable.py)

@@ -9,6 +9,7 @@ import numpy as np
 
 from facetwin.errors import FacetwinError
 from facetwin.training.features import FeatureSet, extract_features
+from facetwin.vision.prominence import DEFAULT_FACE_RULE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -64,27 +65,31 @@ def load_dataset(
     progress: bool = True,
     exclude_people=(),
     augment=None,
+    face: str = DEFAULT_FACE_RULE,
 ) -> Dataset:
-    """List, extract (cached) and filter a folder-per-person data set for training (+ augmented copies)."""
+    """List, extract (cached) and filter a folder-per-person data set for training (+ augmented copies); ``face``
+    chooses the face of a photo with several."""
     files, owners = list_images(data_dir)
     excluded = set(exclude_people)
     keep = [i for i, o in enumerate(owners) if o not in excluded]
     files = [files[i] for i in keep]
     owners = [owners[i] for i in keep]
-    fs = extract_features(backbone, files, progress=progress, desc="trunk features")
+    fs = extract_features(backbone, files, progress=progress, desc="trunk features", face=face)
     data = dataset_from_features(str(data_dir), fs, owners, no_face=no_face)
     if augment is not None:
-        data.augmented = augmented_copies(backbone, data.files, data.features, augment, progress=progress)
+        data.augmented = augmented_copies(backbone, data.files, data.features, augment, progress=progress, face=face)
     return data
 
 
-def augmented_copies(backbone, files: list[str], clean: np.ndarray, augment, *, progress: bool = True) -> np.ndarray:
+def augmented_copies(
+    backbone, files: list[str], clean: np.ndarray, augment, *, progress: bool = True, face: str = DEFAULT_FACE_RULE
+) -> np.ndarray:
     """``(V, N, feature_dim)``: the features of ``augment.variants`` augmented copies of every file (cached like
     clean features); a copy that cannot be made keeps the file's ``clean`` row."""
     copies = []
     for v in range(1, augment.variants + 1):
         aug = extract_features(backbone, files, progress=progress, desc=f"augmented copy {v}", augment=augment,
-                               variant=v)
+                               variant=v, face=face)
         copies.append(np.where(aug.ok[:, None], aug.features, clean))
     return np.stack(copies)
 

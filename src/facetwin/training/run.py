@@ -51,7 +51,8 @@ def train(
     out = Path(out)
     _check_out(out, resume, overwrite)
     bb = training_backbone(config)
-    data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress, augment=Augment.from_config(config))
+    data = load_dataset(data_dir, bb, no_face=config.no_face, progress=progress, augment=Augment.from_config(config),
+                        face=config.face)
     rep = data.report()
     log.info(
         "%d images of %d people (%d computed, %d from the feature cache); %d unreadable, %d without a face (%s)",

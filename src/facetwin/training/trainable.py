@@ -87,8 +87,8 @@ def _dlib_cut(backbone, cut) -> tuple[str, object, object, int]:
 
 def _vggface_cut(backbone, cut) -> tuple[str, object, object, int]:
     """``(name, frozen, make_tail, dim)`` for VGG-Face at deepface index ``cut`` (layers ``cut..split`` train)."""
-    from facetwin.backbones import vggface as V
-    from facetwin.backbones.vggface_backbone import preprocess
+    from facetwin.backbones.vggface import network as V
+    from facetwin.backbones.vggface.backbone import preprocess
 
     try:
         k = int(cut)

@@ -1,6 +1,7 @@
 """From a photo to the aligned face crop(s) a backbone expects, with explicit, reported policies.
 
-- a face is found → ``note="detected"`` (several faces: the largest, or all with ``all_faces=True``);
+- a face is found → ``note="detected"`` (several faces: the one ``face`` chooses, ``main`` by default, see
+  ``vision/prominence.py``; or all, ranked, with ``all_faces=True``); ``faces_found`` says how many there were;
 - no face → :class:`FacetwinError` naming the file (``no_face="error"``, the default), or a centred square
   crop resized to the backbone's size with ``note="no face found: centre crop used"`` (``no_face="center"``);
 - ``detect=False`` → the whole image resized to the crop size, ``note="whole image (no detection)"``.
@@ -20,6 +21,7 @@ from facetwin.errors import FacetwinError
 from facetwin.vision.align import InputSpec, align, pack
 from facetwin.vision.detect import Face, detect_faces
 from facetwin.vision.io import load_image, to_rgb
+from facetwin.vision.prominence import DEFAULT_FACE_RULE, check_rule, rank_faces
 
 NOTE_DETECTED = "detected"
 NOTE_CENTRE = "no face found: centre crop used"
@@ -35,10 +37,13 @@ class FaceCrop:
     crop: np.ndarray  # (S, S, 3) RGB uint8
     face: Face | None  # None when no detected face was used
     note: str
+    faces_found: int = 0  # faces the detector found in the photo
+    rule: str = DEFAULT_FACE_RULE  # how the face was chosen among them
 
     def to_dict(self) -> dict:
-        """JSON-able description (no pixels): file, box, score, landmarks, note."""
-        out = {"file": self.source, "box": None, "score": None, "note": self.note}
+        """JSON-able description (no pixels): file, faces found, rule, box, score, landmarks, note."""
+        out = {"file": self.source, "faces_found": self.faces_found, "face_rule": self.rule, "box": None,
+               "score": None, "note": self.note}
         if self.face is not None:
             out.update(self.face.to_dict())
         return out
@@ -98,25 +103,29 @@ def face_crops(
     detect: bool = True,
     no_face: str = "error",
     all_faces: bool = False,
+    face: str = DEFAULT_FACE_RULE,
     name: str | None = None,
 ) -> list[FaceCrop]:
-    """Aligned crops of ``image`` (path, bytes or RGB array) for a backbone's ``InputSpec``; >= 1 crop or an error."""
+    """Aligned crops of ``image`` (path, bytes or RGB array) for a backbone's ``InputSpec``; >= 1 crop or an error.
+
+    One crop (the face ``face`` chooses), or every face ranked by that rule with ``all_faces``."""
+    check_rule(face)
     if no_face not in NO_FACE_POLICIES:
         raise FacetwinError(f"unknown no-face policy '{no_face}'; choose one of: {', '.join(NO_FACE_POLICIES)}.")
     label = _label(image, name)
     rgb = _as_rgb(image, label)
     if not detect:
-        return [FaceCrop(label, _crop(rgb, spec, None), None, NOTE_WHOLE)]
-    faces = detect_faces(rgb)
+        return [FaceCrop(label, _crop(rgb, spec, None), None, NOTE_WHOLE, 0, face)]
+    h, w = rgb.shape[:2]
+    faces = rank_faces(detect_faces(rgb), w, h, face)
     if not faces:
         if no_face == "center":
-            return [FaceCrop(label, _crop(rgb, spec, "centre"), None, NOTE_CENTRE)]
-        h, w = rgb.shape[:2]
+            return [FaceCrop(label, _crop(rgb, spec, "centre"), None, NOTE_CENTRE, 0, face)]
         raise FacetwinError(
             f"{label}: no face found in the {w}×{h} image (use --no-face center to use a centred crop instead)."
         )
     chosen = faces if all_faces else faces[:1]
-    return [FaceCrop(label, _crop(rgb, spec, face), face, NOTE_DETECTED) for face in chosen]
+    return [FaceCrop(label, _crop(rgb, spec, f), f, NOTE_DETECTED, len(faces), face) for f in chosen]
 
 
 def _crop(rgb: np.ndarray, spec: InputSpec, face) -> np.ndarray:
@@ -147,9 +156,14 @@ class CropBatch:
 
 
 def crop_batches(
-    sources: Iterable[tuple[str, object]], spec: InputSpec, *, batch_size: int = 32, no_face: str = "center"
+    sources: Iterable[tuple[str, object]],
+    spec: InputSpec,
+    *,
+    batch_size: int = 32,
+    no_face: str = "center",
+    face: str = DEFAULT_FACE_RULE,
 ) -> Iterator[CropBatch]:
-    """The one loop from many ``(label, image)`` sources to batches of their largest face's aligned crop.
+    """The one loop from many ``(label, image)`` sources to batches of their chosen face's aligned crop.
 
     A source that cannot be used (unreadable, or no face with ``no_face="error"``) goes to ``failed`` with
     its message; it never stops the loop. Streams: at most one batch of crops is held at a time.
@@ -157,7 +171,7 @@ def crop_batches(
     batch = CropBatch()
     for row, (label, image) in enumerate(sources):
         try:
-            crop = face_crops(image, spec, no_face=no_face, name=label)[0]
+            crop = face_crops(image, spec, no_face=no_face, face=face, name=label)[0]
         except FacetwinError as exc:
             batch.failed.append((row, str(exc)))
             continue

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facetwin.backbones.vggface import WEIGHTED_LAYERS, LayerSpec
+from facetwin.backbones.vggface.network import WEIGHTED_LAYERS, LayerSpec
 from facetwin.core import paths
 from facetwin.core.paths import sha256_file
 from facetwin.errors import FacetwinError

@@ -17,7 +17,7 @@ Trainable: :class:`DlibResNet` is a plain ``nn.Module`` (``DlibBackbone.network`
 ``stages[4]`` is its last residual stage.
 
 The weights are read from the ``.dat`` of the ``face-recognition-models`` wheel by facetwin's own parser
-(:mod:`facetwin.backbones.dlib_weights`) and cached as safetensors; dlib itself is not needed.
+(:mod:`facetwin.backbones.dlib.weights`) and cached as safetensors; dlib itself is not needed.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facetwin.backbones import dlib_weights as W
 from facetwin.backbones.base import Calibration, InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.dlib import weights as W
 from facetwin.core import precision as _precision
 from facetwin.errors import FacetwinError
 from facetwin.vision.dlib_chip import PADDING, YUNET_TEMPLATE

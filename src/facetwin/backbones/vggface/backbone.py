@@ -19,7 +19,7 @@ PyTorch's bf16 gains 1.1-1.4× over its fp32 while OpenVINO's fp32 gains 1.1-1.8
 (``benchmarks/embed_speed.py``, README).
 
 Runtime: ``auto`` (default) = ``openvino`` for fp32, else ``torch``; ``openvino`` and ``onnxruntime`` run the fp32
-trunk exported to ONNX (:func:`~facetwin.backbones.vggface_runtimes.exported_trunk`, once per weights file;
+trunk exported to ONNX (:func:`~facetwin.backbones.vggface.runtimes.exported_trunk`, once per weights file;
 same features to float rounding). Training and ``trunk_preprocessed`` always use the PyTorch modules.
 
 No calibrated threshold exists: the real VGG-Face weights are not on the machine this was built on, so
@@ -34,9 +34,9 @@ import math
 import numpy as np
 import torch
 
-from facetwin.backbones import vggface as V
-from facetwin.backbones import vggface_weights as W
 from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
+from facetwin.backbones.vggface import network as V
+from facetwin.backbones.vggface import weights as W
 from facetwin.core import precision as _precision
 from facetwin.errors import FacetwinError
 
@@ -132,7 +132,7 @@ class VGGFaceBackbone(Backbone):
         self._trunk = trunk.eval()
         self._exported = None
         if runtime != "torch":
-            from facetwin.backbones import vggface_runtimes as R
+            from facetwin.backbones.vggface import runtimes as R
 
             run = R.onnxruntime_runner if runtime == "onnxruntime" else R.openvino_runner
             self._exported = run(R.exported_trunk(self))
