@@ -125,7 +125,7 @@ def test_weights_are_cached_as_safetensors_and_checked(backbone, tmp_path):
         W.parse(data[: len(data) // 2])
     other = tmp_path / W.MODEL_FILE
     other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    with pytest.raises(FacetwinError, match="pip install 'facetwin\\[dlib\\]'"):
+    with pytest.raises(FacetwinError, match=r"pip install -e '\.\[dlib\]'"):
         W.load(other)
 
 
@@ -175,7 +175,7 @@ def test_missing_wheel_is_one_clear_sentence(tmp_path):
     )
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'facetwin[dlib]'" in lines[0], run.stderr
+    assert len(lines) == 1 and "pip install -e '.[dlib]'" in lines[0], run.stderr
 
 
 def test_bf16_stays_within_cosine_1e4_of_fp32(lfw_faces, dlib_models, backbone):

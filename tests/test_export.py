@@ -35,7 +35,7 @@ def test_export_backbone_matches_facetwin_embeddings(tmp_path, capsys):
     from facetwin.cli import main
 
     out = tmp_path / "sface.onnx"
-    assert main(["export", "sface", "--onnx", str(out), "--json"]) == 0
+    assert main(["export", "sface", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["out"] == str(out) and summary["bytes"] == out.stat().st_size
     model = facetwin.load("sface", precision="fp32")  # the file is the fp32 graph
@@ -66,7 +66,7 @@ def test_export_run_dir_includes_the_trained_head(tmp_path, facetwin_home):
     model = facetwin.load(str(run))
     assert any(float(p.detach().abs().max()) > 0 for p in model.head.parameters())  # a head that is not the identity
     out = tmp_path / "run.onnx"
-    assert main(["export", str(run), "--onnx", str(out)]) == 0
+    assert main(["export", str(run), "--out", str(out)]) == 0
     crops = _crops(model, DATA / "lfw-dev" / "images", 12)
     embeddings, meta = _exported(out, crops)
     fp32 = facetwin.load("sface", precision="fp32").backbone.trunk(crops)  # the file is the fp32 graph
@@ -79,6 +79,6 @@ def test_export_run_dir_includes_the_trained_head(tmp_path, facetwin_home):
 def test_export_refuses_what_it_cannot_export(tmp_path, capsys):
     from facetwin.cli import main
 
-    assert main(["export", "vggface", "--onnx", str(tmp_path / "v.onnx")]) == 2
+    assert main(["export", "vggface", "--out", str(tmp_path / "v.onnx")]) == 2
     assert "not exportable" in capsys.readouterr().err
     assert not (tmp_path / "v.onnx").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,7 +211,7 @@ def _cli(*args, home: Path | None = None) -> subprocess.CompletedProcess:
 def _one_line_error(proc, *needles):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("facetwin: error: "), proc.stderr
+    assert len(lines) == 1 and re.match(r"facetwin( verify)?: error: ", lines[0]), proc.stderr
     assert "Traceback" not in proc.stderr
     for needle in needles:
         assert str(needle) in lines[0]

@@ -171,7 +171,7 @@ class Model:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(sources), desc="embedding", unit="img", leave=False)
+            bar = tqdm(total=len(sources), desc="embedding", unit="img", leave=False, disable=None)
         try:
             batches = crop_batches(
                 zip(labels, sources, strict=True), self.backbone.input, batch_size=batch_size, no_face=no_face,

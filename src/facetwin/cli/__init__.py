@@ -7,7 +7,8 @@ import logging
 import sys
 
 from facetwin.cli import cluster, embed, evaluate, export, find, gallery, index, serve, train, verify, weights
-from facetwin.errors import FacetwinError
+from facetwin.cli.parser import Parser, parse
+from facetwin.errors import FacetwinError, NoFaceError
 
 _GROUPS = (verify, embed, gallery, index, find, cluster, serve, train, evaluate, export, weights)
 DESCRIPTION = (
@@ -18,13 +19,31 @@ DESCRIPTION = (
 EPILOG = "Run `facetwin COMMAND --help` for the options of a command."
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facetwin")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; each group module adds its sub-commands through ``register``."""
-    parser = argparse.ArgumentParser(prog="facetwin", description=DESCRIPTION, epilog=EPILOG)
+    parser = Parser(prog="facetwin", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"facetwin {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for group in _GROUPS:
         group.register(subparsers)
     return parser
+
+
+def _with_advice(exc: FacetwinError, args: argparse.Namespace) -> str:
+    """The error's sentence, and how to go on where the command has an option for it."""
+    message = str(exc)
+    if isinstance(exc, NoFaceError) and getattr(args, "no_face", None) == "error":
+        message = f"{message.rstrip('.')} (--no-face center uses a centred crop instead)."
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help()
         return 0
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("facetwin").addHandler(handler)
@@ -42,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FacetwinError as exc:
-        print(f"facetwin: error: {exc}", file=sys.stderr)
+        print(f"facetwin: error: {_with_advice(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facetwin: interrupted.", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.cli.options import add_face, add_model_arguments, add_no_face, describe_face, model_from_args
+from facetwin.cli.parser import existing_path
 from facetwin.core.paths import atomic_write_bytes, output_file
 from facetwin.errors import FacetwinError
 
@@ -78,7 +79,8 @@ def register(subparsers) -> None:
         "largest with --face largest, or every face with --all-faces, main first), align it for the backbone and "
         "print or save its embedding.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (JPEG, PNG, WEBP, PGM, ...)")
+    p.add_argument("images", nargs="+", type=existing_path("file", "photo"), metavar="IMAGE",
+        help="photo files (JPEG, PNG, WEBP, PGM, ...)")
     add_model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="use the whole image, resized, without detection")
     add_no_face(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.cli.options import BACKBONE_HELP, add_training_options, configure_torch, training_options
+from facetwin.cli.parser import backbone_source, existing_path
 from facetwin.errors import FacetwinError
 
 
@@ -18,12 +19,15 @@ def register(subparsers) -> None:
             "the training options below apply to it."
         ),
     )
-    p.add_argument("pairs_file", metavar="PAIRS_FILE", help="LFW pairs.txt format, any number of folds")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder with name/name_000N.jpg images")
+    p.add_argument("pairs_file", type=existing_path("file", "pairs file"), metavar="PAIRS_FILE",
+        help="LFW pairs.txt format, any number of folds")
+    p.add_argument("--images", required=True, type=existing_path("folder", "folder of images"), metavar="DIR",
+        help="folder with name/name_000N.jpg images")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="RUN_DIR", help="a trained run directory")
+    source.add_argument("--model", type=existing_path("folder", "run directory"), metavar="RUN_DIR",
+        help="a trained run directory")
     source.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME", help=BACKBONE_HELP
+        "--backbone", default=DEFAULT_BACKBONE, type=backbone_source, metavar="NAME", help=BACKBONE_HELP
     )
     p.add_argument("--json", metavar="FILE", help="write the result as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="ROC and distance histograms with the threshold, as PNG")

@@ -1,4 +1,4 @@
-"""`facetwin export RUN_DIR|BACKBONE --onnx OUT.onnx`: the whole embedding path of a model as one ONNX file."""
+"""`facetwin export RUN_DIR|BACKBONE --out OUT.onnx`: the whole embedding path of a model as one ONNX file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 def _run(args: argparse.Namespace) -> int:
     from facetwin.export import export_onnx
 
-    summary = export_onnx(args.target, args.onnx)
+    summary = export_onnx(args.target, args.out)
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
@@ -30,6 +30,6 @@ def register(subparsers) -> None:
         "threshold are recorded in the file's metadata_props.",
     )
     p.add_argument("target", metavar="RUN_DIR|BACKBONE", help="a trained run directory or a backbone name (sface)")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write (atomically)")
+    p.add_argument("--out", required=True, metavar="OUT.onnx", help="the ONNX file to write (atomically)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=_run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from facetwin.cli.options import add_face
+from facetwin.cli.parser import existing_path
 
 
 def register(subparsers) -> None:
@@ -15,8 +16,10 @@ def register(subparsers) -> None:
         "searched among the faces of INDEX_DIR (FAISS HNSW, built on first use and kept beside the index); photos "
         "are listed best first with the face box and distance, down to the model's threshold.",
     )
-    p.add_argument("photo", metavar="PHOTO", help="a photo of the person (its main face)")
-    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index made by facetwin index")
+    p.add_argument("photo", type=existing_path("file", "photo"), metavar="PHOTO",
+        help="a photo of the person (its main face)")
+    p.add_argument("--index", required=True, type=existing_path("folder", "facetwin index"), metavar="INDEX_DIR",
+        help="an index made by facetwin index")
     p.add_argument("--top-k", type=int, default=20, metavar="K", help="at most K photos (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_face(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.cli.parser import backbone_source, existing_path
 from facetwin.errors import FacetwinError
 
 TTA = ("none", "flip")  # = facetwin.backbones.registry.TTA_CHOICES
@@ -16,8 +17,9 @@ FACE_HELP = (
     "or largest"
 )
 BACKBONE_HELP = (
-    f"plain pretrained backbone(s): {DEFAULT_BACKBONE} (default), dlib, vggface, or a '+'-joined list such as "
-    "sface+dlib (their normalised embeddings concatenated)"
+    f"plain pretrained backbone(s): {DEFAULT_BACKBONE} (default), dlib, vggface, arcface-mbf, edgeface-xs, "
+    "edgeface-xxs (the last three need `facetwin weights fetch NAME --accept-license` first), or a '+'-joined list "
+    "such as sface+arcface-mbf (their normalised embeddings concatenated)"
 )
 TTA_HELP = "flip: average each face's embedding with its mirror image's (default none)"
 
@@ -25,8 +27,9 @@ TTA_HELP = "flip: average each face's embedding with its mirror image's (default
 def add_model_arguments(p: argparse.ArgumentParser, *, backbone_flags: bool = True) -> None:
     """``--backbone NAME | --model RUN_DIR``, the vggface backbone options and ``--threshold``."""
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--backbone", metavar="NAME", help=BACKBONE_HELP)
-    which.add_argument("--model", metavar="RUN_DIR", help="a trained run directory (facetwin train --out RUN_DIR)")
+    which.add_argument("--backbone", type=backbone_source, metavar="NAME", help=BACKBONE_HELP)
+    which.add_argument("--model", type=existing_path("folder", "run directory"), metavar="RUN_DIR",
+                       help="a trained run directory (facetwin train --out RUN_DIR)")
     if backbone_flags:
         p.add_argument("--weights", metavar="FILE", help="vggface: weights file (.h5 or converted .safetensors)")
         p.add_argument("--layer", choices=["paper", "fc7", "fc8"], help="vggface: embedding layer (default paper)")

@@ -13,8 +13,8 @@ from facetwin.errors import FacetwinError
 WORKERS_MODES = ("lock", "replicas", "batch")  # facetwin.service.workers.MODES (not imported: keeps --help fast)
 
 GALLERY_HELP = (
-    "gallery file for the people endpoints (default: one per model in $FACETWIN_HOME/galleries, "
-    "~/.cache/facetwin/galleries)"
+    "gallery file for the people endpoints (default: the model's own, shared with `facetwin enroll|identify|gallery`: "
+    "$FACETWIN_HOME/galleries/MODEL.db, e.g. ~/.cache/facetwin/galleries/sface.db)"
 )
 
 
@@ -53,7 +53,7 @@ def _return_memory_to_the_system() -> None:
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from facetwin.core.paths import home
+    from facetwin.gallery.location import model_gallery
     from facetwin.service import create_app
     from facetwin.service.protocol import HeaderTimeoutProtocol
 
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     _return_memory_to_the_system()
     print(f"facetwin: loading model {args.model or args.backbone or 'sface'} ...", flush=True)
     model = model_from_args(args)
-    gallery = args.gallery or home() / "galleries" / f"{model.fingerprint[:16]}.db"
+    gallery = args.gallery or model_gallery(model)
     key = os.environ.get("FACETWIN_API_KEY") or None
     app = create_app(
         model=model,

@@ -6,6 +6,7 @@ import json
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.cli.options import add_training_options, configure_torch, training_options
+from facetwin.cli.parser import backbone_source, existing_path
 
 
 def register(subparsers) -> None:
@@ -19,11 +20,13 @@ def register(subparsers) -> None:
             "head.safetensors, metrics.json and curves.png into RUN_DIR."
         ),
     )
-    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per person")
+    p.add_argument("data_dir", type=existing_path("folder", "folder of people"), metavar="DATA_DIR",
+                   help="folder with one sub-folder of images per person")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
-        help="frozen backbone(s): sface (default), dlib, vggface, or a '+'-joined list such as sface+dlib"
+        "--backbone", default=DEFAULT_BACKBONE, type=backbone_source, metavar="NAME",
+        help="frozen backbone(s): sface (default), dlib, vggface, arcface-mbf, edgeface-xs, edgeface-xxs, or a "
+        "'+'-joined list such as sface+arcface-mbf"
     )
     add_training_options(p)
     p.add_argument(

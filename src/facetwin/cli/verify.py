@@ -7,6 +7,7 @@ import json
 import sys
 
 from facetwin.cli.options import add_face, add_model_arguments, add_no_face, describe_face, model_from_args
+from facetwin.cli.parser import existing_path
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,8 +40,8 @@ def register(subparsers) -> None:
         "says how many faces each photo had and which was used. Exit status 0 when a decision was made (same or "
         "different), 2 on an error.",
     )
-    p.add_argument("image_a", metavar="IMAGE_A", help="first photo")
-    p.add_argument("image_b", metavar="IMAGE_B", help="second photo")
+    p.add_argument("image_a", type=existing_path("file", "photo"), metavar="IMAGE_A", help="first photo")
+    p.add_argument("image_b", type=existing_path("file", "photo"), metavar="IMAGE_B", help="second photo")
     add_model_arguments(p)
     add_no_face(p)
     add_face(p)

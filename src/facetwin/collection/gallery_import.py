@@ -12,16 +12,22 @@ from facetwin.collection.shards import IndexStore
 from facetwin.errors import FacetwinError
 
 
-def import_index(index_dir: str | Path, gallery_path: str | Path) -> dict:
+def import_index(index_dir: str | Path, gallery_path: str | Path | None = None) -> dict:
     """Enrol the first face of each photo (the index ranks a photo's faces by the main-face rule) under its
     folder's name; photos already enrolled are skipped.
 
     Photos directly inside a folder that was indexed (not in a sub-folder) have no person and are left out.
+    ``gallery_path`` defaults to the index model's default gallery (the one ``facetwin serve`` uses).
     """
+    from facetwin.gallery.location import default_gallery
     from facetwin.gallery.store import Gallery
+    from facetwin.loading import is_run_dir
 
     store = IndexStore(index_dir)
-    gallery = Gallery(gallery_path, store.model_info.get("source") or DEFAULT_BACKBONE)
+    source = store.model_info.get("source") or DEFAULT_BACKBONE
+    if gallery_path is None:
+        gallery_path = default_gallery(source, str(store.model_info.get("fingerprint", "")), is_run=is_run_dir(source))
+    gallery = Gallery(gallery_path, source)
     if gallery.model.fingerprint != store.model_info.get("fingerprint"):
         raise FacetwinError(f"{gallery_path}: this gallery's model differs from the model of the index {index_dir}.")
     roots = {str(Path(r)) for r in store.manifest.get("roots", [])}
@@ -47,7 +53,8 @@ def import_index(index_dir: str | Path, gallery_path: str | Path) -> dict:
         people[person].append(vectors[row])
         digests[person].append(digest)
     added = gallery.enroll_many({p: np.stack(v) for p, v in people.items()}, digests) if people else 0
-    return {"people": len(people), "enrolled": int(added), "already_enrolled": skipped, "unnamed": unnamed}
+    return {"gallery": str(gallery.path), "people": len(people), "enrolled": int(added), "already_enrolled": skipped,
+            "unnamed": unnamed}
 
 
 __all__ = ["import_index"]

@@ -26,7 +26,7 @@ def paired(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
     if kind == "cosine":
         cos = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        return 1.0 - cos
+        return np.maximum(1.0 - cos, 0.0)  # rounding can make cos(a, a) a hair above 1: no "-0.0000"
     return np.sqrt(np.maximum(((a - b) ** 2).sum(axis=1), EUCLIDEAN_EPS))
 
 

@@ -72,7 +72,7 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, desc: str
         received = offset
         with open(part, mode) as handle, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-            disable=not progress, leave=False,
+            disable=None if progress else True, leave=False,
         ) as bar:
             try:
                 while True:

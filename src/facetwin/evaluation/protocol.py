@@ -16,6 +16,7 @@ import numpy as np
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.core.jsonsafe import dumps
 from facetwin.core.paths import atomic_write_text
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import verification_report
 from facetwin.evaluation.pairs_file import read_pairs
@@ -189,16 +190,17 @@ def summary(result: dict) -> str:
             "with thresholds chosen on the other folds"
         )
     lines = [
-        f"{result['pairs']} pairs in {result['folds']} folds, {result['images']} images, {result['seconds']:.1f} s",
+        f"{count(result['pairs'], 'pair')} in {count(result['folds'], 'fold')}, {count(result['images'], 'image')}, "
+        f"{result['seconds']:.1f} s",
         f"accuracy {result['accuracy'] * 100:.2f} % ± {result['accuracy_std'] * 100:.2f} ({rule})",
         f"AUC {result['auc']:.4f}   EER {result['eer'] * 100:.2f} %   "
         f"TAR@FAR=0.1% {tar['0.001'] * 100:.2f} %   TAR@FAR=1% {tar['0.01'] * 100:.2f} %",
     ]
     several = result.get("faces", {}).get("several_faces", 0)
     if several:
-        lines.append(f"{several} image(s) with several faces: the {result['faces']['rule']} face used (--face)")
+        lines.append(f"{count(several, 'image')} with several faces: the {result['faces']['rule']} face used (--face)")
     if result["no_face"]["count"]:
-        lines.append(f"no face found in {result['no_face']['count']} image(s): {result['no_face']['action']}")
+        lines.append(f"no face found in {count(result['no_face']['count'], 'image')}: {result['no_face']['action']}")
     if result.get("skipped_pairs"):
         lines.append(f"{result['skipped_pairs']} pair(s) skipped for unusable images")
     return "\n".join(lines)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+IDENTIFY_TOP_K = 3  # candidates an identification lists by default (CLI, API and HTTP alike)
+MAX_IDENTIFY_TOP_K = 100
+
 
 @dataclass
 class Match:
@@ -27,4 +30,4 @@ class IdentifyResult:
 class PersonInfo:
     name: str
     embeddings: int
-    enrolled_at: float
+    enrolled_at: str  # when the person was first enrolled: ISO 8601, UTC (e.g. "2026-12-02T18:30:00+00:00")

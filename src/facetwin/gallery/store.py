@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from facetwin.gallery import db as gdb
 from facetwin.gallery import erase
 from facetwin.gallery.db import sqlite_errors
 from facetwin.gallery.index import AnnIndex
-from facetwin.gallery.results import IdentifyResult, Match, PersonInfo
+from facetwin.gallery.results import IDENTIFY_TOP_K, MAX_IDENTIFY_TOP_K, IdentifyResult, Match, PersonInfo
 from facetwin.loading import load
 from facetwin.model import Model
 
@@ -57,6 +58,11 @@ def _sql(method):
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def _iso(seconds: float) -> str:
+    """A Unix time as ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(float(seconds), UTC).isoformat(timespec="seconds")
 
 
 def _sha256(source) -> str | None:
@@ -171,7 +177,8 @@ class Gallery:
     # ------------------------------------------------------------------ enroll
     def enroll(self, person: str, images, *, names=None, digests=None, face: str | None = None) -> int:
         """Embed the chosen face of each image (``face``: main or largest, default the model's rule) and add them
-        to ``person``, all or none; returns how many.
+        to ``person``, all or none; returns how many were added (a photo already enrolled for ``person`` is
+        skipped, see :meth:`enroll_many`).
 
         ``names`` label the images in messages (e.g. upload file names); ``digests`` are the SHA-256 of their
         bytes when the images are decoded arrays (files and bytes are hashed here).
@@ -189,7 +196,10 @@ class Gallery:
 
     @_sql
     def enroll_many(self, people: dict, sources: dict | None = None) -> int:
-        """Add embeddings of several people (``name -> (k, D) array``) in one transaction."""
+        """Add embeddings of several people (``name -> (k, D) array``) in one transaction; returns how many.
+
+        ``sources`` (``name -> list of photo SHA-256 or None``): an embedding of a photo already enrolled for that
+        person (or given twice) is skipped, so enrolling the same photos again adds nothing."""
         dim = self.model.embedding_dim
         now = time.time()
         rows = []
@@ -203,6 +213,19 @@ class Gallery:
             digests = (sources or {}).get(person) or [None] * len(vectors)
             rows += [(person, v.tobytes(), d) for v, d in zip(vectors, digests, strict=True)]
         with self._transaction() as db:
+            seen = {
+                (name, digest) for name in {name for name, _, digest in rows if digest}
+                for (digest,) in db.execute(
+                    "SELECT e.source_sha256 FROM embeddings e JOIN people p ON p.id = e.person_id "
+                    "WHERE p.name = ? AND e.source_sha256 IS NOT NULL", (name,),
+                )
+            }
+            fresh = []
+            for name, blob, digest in rows:
+                if digest is None or (name, digest) not in seen:
+                    fresh.append((name, blob, digest))
+                    seen.add((name, digest))
+            rows = fresh
             db.executemany(
                 "INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", [(p, now) for p in people]
             )
@@ -215,7 +238,9 @@ class Gallery:
         return len(rows)
 
     # ------------------------------------------------------------------ search
-    def identify(self, image, top_k: int = 1, *, name: str | None = None, face: str | None = None) -> IdentifyResult:
+    def identify(
+        self, image, top_k: int = IDENTIFY_TOP_K, *, name: str | None = None, face: str | None = None
+    ) -> IdentifyResult:
         """Who is the chosen face in ``image`` (``face``: main or largest)? Open set: ``"unknown"`` beyond the
         model's threshold."""
         crop = self.model.face_crops(image, no_face="error", name=name, face=face)[0]
@@ -225,9 +250,9 @@ class Gallery:
         return result
 
     @_sql
-    def search(self, vector, top_k: int = 1) -> IdentifyResult:
+    def search(self, vector, top_k: int = IDENTIFY_TOP_K) -> IdentifyResult:
         """The ``top_k`` nearest people to an embedding (each person's closest embedding counts)."""
-        check_top_k(top_k, "top_k")
+        check_top_k(top_k, "top_k", MAX_IDENTIFY_TOP_K)
         snap = self._current()
         threshold = float(self.model.threshold)
         if snap.vectors.shape[0] == 0:
@@ -308,7 +333,7 @@ class Gallery:
             "SELECT p.name, COUNT(e.id), p.created FROM people p LEFT JOIN embeddings e ON e.person_id = p.id "
             "GROUP BY p.id ORDER BY p.name"
         )
-        return [PersonInfo(name, count, created) for name, count, created in rows]
+        return [PersonInfo(name, count, _iso(created)) for name, count, created in rows]
 
     @_sql
     def remove(self, person: str, *, timeout: float | None = None) -> int:

@@ -22,6 +22,7 @@ from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 from facetwin.gallery.db import GalleryBusy
+from facetwin.gallery.results import IDENTIFY_TOP_K, MAX_IDENTIFY_TOP_K
 from facetwin.model import Model
 from facetwin.service.http_errors import ServiceError, error_responses, web_message
 from facetwin.service.limits import Limits, PixelBudget, Upload, read_uploads
@@ -217,7 +218,7 @@ async def embed(svc: Service, image: Annotated[UploadFile, File(description="a p
 async def identify(
     svc: Service,
     image: Annotated[UploadFile, File(description="a photo")],
-    top_k: Annotated[int, Form(ge=1, le=100, description="how many candidates")] = 3,
+    top_k: Annotated[int, Form(ge=1, le=MAX_IDENTIFY_TOP_K, description="how many candidates")] = IDENTIFY_TOP_K,
 ):
     gallery = svc.need_gallery()
     (upload,) = await read_uploads([image], "image", svc.limits)
@@ -256,7 +257,8 @@ async def enroll(
     crops = [(await svc.crop(gallery.model, upload))[0].crop for upload in uploads]  # one photo decoded at a time
     vectors = await svc.run("embed_crops", np.stack(crops), using=gallery.model)
     added = await svc.io(gallery.enroll_embeddings, person, vectors, [u.sha256 for u in uploads])
-    return {"person": person, "enrolled": int(added), "files": [u.label for u in uploads]}
+    return {"person": person, "enrolled": int(added), "already_enrolled": len(uploads) - int(added),
+            "files": [u.label for u in uploads]}
 
 
 @router.get("/v1/people", summary="The people in the gallery", responses=error_responses(401, 503))

@@ -158,7 +158,7 @@ def extract_features(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(names), desc=desc, unit="img", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=len(names), desc=desc, unit="img", dynamic_ncols=True, leave=False, disable=None)
 
     def uncached():
         """Read every file once; yield ``(label, bytes)`` of those the cache does not hold."""

@@ -212,7 +212,8 @@ def fit(
     if progress and start_epoch <= c.epochs:
         from tqdm import tqdm
 
-        bar = tqdm(total=c.epochs, initial=start_epoch - 1, desc="epochs", unit="epoch", dynamic_ncols=True)
+        bar = tqdm(total=c.epochs, initial=start_epoch - 1, desc="epochs", unit="epoch", dynamic_ncols=True,
+                   disable=None)
     try:
         for epoch in range(start_epoch, c.epochs + 1):
             row = _train_epoch(model, optimizer, x if bank is None else bank, plan, c, epoch, margin)

@@ -10,11 +10,16 @@ serve as negative partners of others). Drawing is vectorised and fully determine
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from facetwin.errors import FacetwinError
 from facetwin.training.config import TrainConfig
 from facetwin.training.splits import keras_split_at, split_people
+
+log = logging.getLogger(__name__)
+FEW_VALIDATION_PEOPLE = 10  # below this many validation people the epoch choice is noisy: say so
 
 
 def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
@@ -77,7 +82,13 @@ class PairPlan:
             self.val_idx = np.flatnonzero(val_mask)
             if len(np.unique(labels[self.train_idx])) < 2:
                 raise FacetwinError("training needs at least two people outside the validation split.")
-            if len(self.val_idx) and len(np.unique(labels[self.val_idx])) >= 2:
+            val_people = len(np.unique(labels[self.val_idx]))
+            if 0 < val_people < FEW_VALIDATION_PEOPLE and c.keep == "best":
+                log.warning(
+                    "only %d people validate: the kept epoch and the threshold rest on their few pairs; add people "
+                    "or raise --val-fraction for a steadier choice", val_people,
+                )
+            if len(self.val_idx) and val_people >= 2:
                 # Several draws of the paper's rule (duplicates removed): more validation pairs, less noise in
                 # the epoch choice; drawn once, so every epoch is judged on the same pairs.
                 val_labels = labels[self.val_idx]

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 from facetwin.training.adapt import adapt_report
 from facetwin.training.artifact import save_run
@@ -55,13 +56,13 @@ def train(
                         face=config.face)
     rep = data.report()
     log.info(
-        "%d images of %d people (%d computed, %d from the feature cache); %d unreadable, %d without a face (%s)",
-        rep["images"],
-        rep["people"],
+        "%s of %s (%d computed, %d from the feature cache); %d unreadable, %s without a face (%s)",
+        count(rep["images"], "image"),
+        count(rep["people"], "person"),
         data.extraction["computed"],
         data.extraction["cached"],
         rep["unreadable"],
-        rep["no_face"],
+        count(rep["no_face"], "image"),
         rep["no_face_action"],
     )
     for message in rep["unreadable_first"]:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from facetwin.errors import FacetwinError
+from facetwin.errors import FacetwinError, NoFaceError
 from facetwin.vision.align import InputSpec, align, pack
 from facetwin.vision.detect import Face, detect_faces
 from facetwin.vision.io import load_image, to_rgb
@@ -121,9 +121,7 @@ def face_crops(
     if not faces:
         if no_face == "center":
             return [FaceCrop(label, _crop(rgb, spec, "centre"), None, NOTE_CENTRE, 0, face)]
-        raise FacetwinError(
-            f"{label}: no face found in the {w}×{h} image (use --no-face center to use a centred crop instead)."
-        )
+        raise NoFaceError(f"{label}: no face found in the {w}×{h} image.")
     chosen = faces if all_faces else faces[:1]
     return [FaceCrop(label, _crop(rgb, spec, f), f, NOTE_DETECTED, len(faces), face) for f in chosen]
 

