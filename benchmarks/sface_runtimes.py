@@ -5,7 +5,7 @@
 Aligned 112×112 crops of the first ``--faces`` lfw-dev photos (facetwin's detection and alignment), one crop per
 call, as the photo pipeline and the service call it. Rounds are interleaved runtime by runtime; the figure is
 the median over rounds of the mean ms per face. Runtimes: onnxruntime fp32 (the default before OpenVINO),
-OpenVINO f32, and OpenVINO bf16 when this CPU has native bfloat16 (``sface.openvino_bf16()``).
+OpenVINO f32, and OpenVINO bf16 when this CPU has native bfloat16 (``precision.openvino_bf16()``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def main() -> int:
         print(f"{IMAGES}: lfw-dev images not found", file=sys.stderr)
         return 2
     from facetwin.backbones import sface
-    from facetwin.core import assets
+    from facetwin.core import assets, precision
 
     data = assets.read_verified("sface")
     runtimes = {"onnxruntime fp32": sface._onnxruntime(data, args.threads)}
     if sface.has_openvino():
         runtimes["openvino f32"] = sface._openvino(data, args.threads, "fp32")
-        if sface.openvino_bf16():
+        if precision.openvino_bf16():
             runtimes["openvino bf16"] = sface._openvino(data, args.threads, "bf16")
     faces = crops(args.faces)
     blobs = [np.ascontiguousarray(faces[i : i + 1].transpose(0, 3, 1, 2), dtype=np.float32) for i in range(len(faces))]

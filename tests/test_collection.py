@@ -146,10 +146,14 @@ def test_find_cli_and_ann_index_grows(full_index, photos, tmp_path, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from facetwin.cli import main
 
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"")
     assert main(["find", "nothing.jpg", "--index", str(tmp_path / "none")]) == 2
+    assert main(["find", str(photo), "--index", str(tmp_path / "none")]) == 2
     assert main(["index", str(tmp_path / "missing"), "--out", str(tmp_path / "i")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "not a facetwin index" in err[0] and "no such folder" in err[1]
+    assert len(err) == 3, err
+    assert "nothing.jpg: no such file" in err[0] and "none" in err[1] and "no such folder" in err[2]
 
 
 def test_gallery_import_and_http_find(full_index, photos, tmp_path, facetwin_home):

@@ -84,7 +84,7 @@ def test_fast_embeddings_match_the_original_graph_on_real_photos(photos):
 
 def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(photos):
     import facetwin
-    from facetwin.backbones.sface import openvino_bf16
+    from facetwin.core.precision import openvino_bf16
 
     if not openvino_bf16():
         pytest.skip("OpenVINO is not installed or this CPU has no native bfloat16")

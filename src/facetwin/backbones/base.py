@@ -7,6 +7,7 @@ embedding. A Siamese head trained by facetwin replaces ``pretrained_head`` and k
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,11 +35,23 @@ EQUIVALENT = {
 }
 
 
+# Newer backbones (arcface-mbf, edgeface) name their runtime "<engine and precision> (<what runs>)": every engine
+# and precision of one network counts as "fp32 (<what runs>)" (each checked to cosine >= 0.999 by its tests).
+_LEGACY = frozenset(EQUIVALENT.values())
+_ENGINE = re.compile(r"^(?:openvino (?:f32|fp32|bf16)|onnxruntime fp32) \(")
+
+
+def _canonical(key: str, value: str) -> str:
+    if (key, value) in EQUIVALENT or value in _LEGACY:
+        return EQUIVALENT.get((key, value), value)
+    return _ENGINE.sub("fp32 (", value) if key == "runtime" else value
+
+
 def identity(description):
     """``description`` (a ``describe()`` document, possibly nested) with equivalent arithmetic named alike."""
     if isinstance(description, dict):
         return {
-            key: EQUIVALENT.get((key, value), value) if isinstance(value, str) else identity(value)
+            key: _canonical(key, value) if isinstance(value, str) else identity(value)
             for key, value in description.items()
         }
     if isinstance(description, list):

@@ -20,8 +20,6 @@ the head output ranks pairs exactly like the cosine distance (``|a-b|^2 = 2 - 2 
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +28,8 @@ import numpy as np
 from facetwin.backbones.base import SFACE_BF16, SFACE_FP32, Calibration, InputSpec, MetricBackbone, crop_batch
 from facetwin.core import assets, paths
 from facetwin.core.onnx_graph import fixed_model, fold_weights, split_prelu
-from facetwin.core.precision import has_openvino
+from facetwin.core.precision import OPENVINO_PRECISIONS as PRECISIONS
+from facetwin.core.precision import default_threads, has_openvino, openvino_precision
 from facetwin.core.runtimes import onnxruntime_runner, openvino_runner
 from facetwin.errors import FacetwinError
 
@@ -38,9 +37,8 @@ INPUT_SIZE = 112
 FEATURE_DIM = 128
 BATCH_SIZE = 32
 CHANNEL_ORDERS = ("rgb", "bgr")
-# auto = bf16 where the CPU has native bfloat16 (OpenVINO, 1.7× faster than its fp32 at batch 1 on AVX512_BF16,
-# cosine >= 0.9998 to fp32), else fp32.
-PRECISIONS = ("auto", "fp32", "bf16")
+# PRECISIONS: auto = bf16 where the CPU has native bfloat16 (OpenVINO, 1.7× faster than its fp32 at batch 1 on
+# AVX512_BF16, cosine >= 0.9998 to fp32), else fp32.
 RUNTIMES = {"fp32": SFACE_FP32, "bf16": SFACE_BF16}
 
 # Measured on lfw-dev (3,000 pairs, cosine distance): the best-accuracy threshold over all pairs and the
@@ -53,20 +51,6 @@ CALIBRATION = Calibration(threshold=0.6636, slope=-24.9758, intercept=17.1334)
 def fast_model(data: bytes):
     """The SFace file as the ``onnx.ModelProto`` facetwin runs: repaired, weights folded, ``PRelu`` split."""
     return split_prelu(fold_weights(fixed_model(data)))
-
-
-def _threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-@functools.cache
-def openvino_bf16() -> bool:
-    """True when OpenVINO is installed and reports native bfloat16 on this CPU (AVX512_BF16 or AMX)."""
-    if not has_openvino():
-        return False
-    import openvino
-
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _onnxruntime(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -120,18 +104,10 @@ class SFace(MetricBackbone):
         batch_size: int = BATCH_SIZE,
         channel_order: str = "rgb",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise FacetwinError(f"unknown sface precision '{precision}'; choose one of: {', '.join(PRECISIONS)}.")
         if channel_order not in CHANNEL_ORDERS:
             raise FacetwinError(f"unknown channel order '{channel_order}'; choose one of: rgb, bgr.")
-        bf16 = openvino_bf16()
-        if precision == "bf16" and not bf16:
-            raise FacetwinError(
-                "sface precision bf16 runs in OpenVINO on a CPU with native bfloat16 (AVX512_BF16 or AMX); "
-                "OpenVINO is not installed or this CPU has no bf16: pip install openvino, or use fp32."
-            )
-        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and bf16) else "fp32"
-        self.threads = int(threads or _threads())
+        self.precision = openvino_precision("sface", precision)
+        self.threads = int(threads or default_threads())
         self.channel_order = channel_order
         self.batch_size = max(1, int(batch_size))
         data = assets.read_verified("sface")

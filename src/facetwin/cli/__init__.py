@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help()
         return 0
-    args = parse(parser, argv)
+    try:
+        args = parse(parser, argv)
+    except SystemExit as exc:  # argparse's own exit (error, --help, --version): its status, not an exception
+        return int(exc.code or 0)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("facetwin").addHandler(handler)

@@ -11,11 +11,13 @@ amplified most, in float32 (``bf16``) unless asked for bf16 everywhere (``bf16-a
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from facetwin.errors import FacetwinError
 
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-all")
+OPENVINO_PRECISIONS = ("auto", "fp32", "bf16")
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -54,6 +56,35 @@ def has_openvino() -> bool:
     except ImportError:
         return False
     return True
+
+
+@functools.cache
+def openvino_bf16() -> bool:
+    """True when OpenVINO is installed and reports native bfloat16 on this CPU (AVX512_BF16 or AMX)."""
+    if not has_openvino():
+        return False
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def openvino_precision(who: str, precision: str) -> str:
+    """``"bf16"`` or ``"fp32"`` for a network OpenVINO runs: ``auto`` is bf16 where OpenVINO reports native
+    bfloat16, else fp32; ``bf16`` where it cannot run is one sentence naming the network (``who``)."""
+    if precision not in OPENVINO_PRECISIONS:
+        raise FacetwinError(f"unknown {who} precision '{precision}'; choose one of: {', '.join(OPENVINO_PRECISIONS)}.")
+    bf16 = openvino_bf16()
+    if precision == "bf16" and not bf16:
+        raise FacetwinError(
+            f"{who} precision bf16 runs in OpenVINO on a CPU with native bfloat16 (AVX512_BF16 or AMX); "
+            "OpenVINO is not installed or this CPU has no bf16: pip install openvino, or use fp32."
+        )
+    return "bf16" if precision == "bf16" or (precision == "auto" and bf16) else "fp32"
+
+
+def default_threads() -> int:
+    """Intra-op threads of one inference runtime: the cores, at most two (more only adds contention here)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def resolve(precision: str = "auto") -> str:
