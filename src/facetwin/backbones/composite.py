@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from facetwin.backbones.base import Backbone, Calibration, MetricBackbone
+from facetwin.backbones.calibrations import UNCALIBRATED
 from facetwin.core.distances import normalize
 from facetwin.vision.align import InputSpec, unpack
 
@@ -26,8 +27,7 @@ class Composite(MetricBackbone):
         self.input = InputSpec(0, "composite", tuple(part.input for part in self.parts))
         self.feature_dim = sum(int(part.embedding_dim) for part in self.parts)
         self.embedding_dim = self.feature_dim
-        nan = float("nan")
-        self.calibration = calibration or Calibration(nan, nan, nan)
+        self.calibration = calibration or UNCALIBRATED
 
     @property
     def source(self) -> str:

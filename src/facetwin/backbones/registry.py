@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from facetwin.backbones.base import Backbone
-from facetwin.backbones.calibrations import CALIBRATIONS
+from facetwin.backbones.calibrations import calibration_of
 from facetwin.backbones.entry import Entry, resolve
 from facetwin.errors import FacetwinError
 
@@ -81,7 +81,7 @@ def get_backbone(name: str, tta: str | None = None, **options) -> Backbone:
         return parts[0]
     from facetwin.backbones.composite import Composite
 
-    return Composite(parts, CALIBRATIONS.get(source_of(name, tta)))
+    return Composite(parts, calibration_of(source_of(name, tta)))
 
 
 def _single(name: str, tta: str, **options) -> Backbone:
@@ -95,7 +95,7 @@ def _single(name: str, tta: str, **options) -> Backbone:
         return backbone
     from facetwin.backbones.tta import Flipped
 
-    return Flipped(backbone, CALIBRATIONS.get(source_of(name, tta)))
+    return Flipped(backbone, calibration_of(source_of(name, tta)))
 
 
 def make_backbone(name: str, weights: str | None = None, tta: str = "none") -> Backbone:

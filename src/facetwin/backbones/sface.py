@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.backbones.base import SFACE_BF16, SFACE_FP32, Calibration, InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.base import SFACE_BF16, SFACE_FP32, InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.calibrations import calibration_of
 from facetwin.core import assets, paths
 from facetwin.core.onnx_graph import fixed_model, fold_weights, split_prelu
-from facetwin.core.precision import OPENVINO_PRECISIONS as PRECISIONS
 from facetwin.core.precision import default_threads, has_openvino, openvino_precision
 from facetwin.core.runtimes import onnxruntime_runner, openvino_runner
 from facetwin.errors import FacetwinError
@@ -41,11 +41,6 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 # AVX512_BF16, cosine >= 0.9998 to fp32), else fp32.
 RUNTIMES = {"fp32": SFACE_FP32, "bf16": SFACE_BF16}
 
-# Measured on lfw-dev (3,000 pairs, cosine distance): the best-accuracy threshold over all pairs and the
-# logistic fit of same-person on distance, printed by
-#   python benchmarks/calibrate_backbones.py --backbone sface
-# (5-fold accuracy 99.03 % ± 0.27 with these settings; threshold 0.6636 = cosine similarity 0.336).
-CALIBRATION = Calibration(threshold=0.6636, slope=-24.9758, intercept=17.1334)
 
 
 def fast_model(data: bytes):
@@ -95,7 +90,7 @@ class SFace(MetricBackbone):
     input = InputSpec(INPUT_SIZE, "five_point")
     feature_dim = FEATURE_DIM
     embedding_dim = FEATURE_DIM
-    calibration = CALIBRATION
+    calibration = calibration_of("sface")  # measured on lfw-dev (backbones/calibrations.py)
 
     def __init__(
         self,

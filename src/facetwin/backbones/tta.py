@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from facetwin.backbones.base import Backbone, Calibration
+from facetwin.backbones.calibrations import UNCALIBRATED
 from facetwin.core.distances import normalize
 
 TTA_CHOICES = ("none", "flip")
@@ -27,8 +28,7 @@ class Flipped(Backbone):
         self.distance = base.distance
         self.feature_dim = base.feature_dim
         self.embedding_dim = base.embedding_dim
-        nan = float("nan")
-        self.calibration = calibration or Calibration(nan, nan, nan)
+        self.calibration = calibration or UNCALIBRATED
 
     @property
     def source(self) -> str:

@@ -12,7 +12,7 @@ The network, as dlib defines it (``dnn_face_recognition_ex.cpp``), in forward or
 - global average pool, then a 128×256 linear layer without bias: the descriptor.
 
 dlib compares descriptors by Euclidean distance (0.6 is its usual threshold). The trunk here is the descriptor;
-the pretrained head is L2 normalisation, with cosine distance (calibrated on lfw-dev, see ``CALIBRATION``).
+the pretrained head is L2 normalisation, with cosine distance (calibrated on lfw-dev: ``backbones/calibrations.py``).
 Trainable: :class:`DlibResNet` is a plain ``nn.Module`` (``DlibBackbone.network``, frozen by default);
 ``stages[4]`` is its last residual stage.
 
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facetwin.backbones.base import Calibration, InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.base import InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.calibrations import calibration_of
 from facetwin.backbones.dlib import weights as W
 from facetwin.core import precision as _precision
 from facetwin.errors import FacetwinError
@@ -41,9 +42,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 # Measured on lfw-dev (3,000 pairs, cosine distance of the L2-normalised descriptors, chips from YuNet landmarks):
 #   python benchmarks/calibrate_backbones.py --backbone dlib
-# 5-fold accuracy 98.60 % ± 0.17; Euclidean distance on the raw descriptors (dlib's own rule) gives 98.30 % ± 0.24
-# (benchmarks/dlib_alignment.py). Threshold 0.0934 = cosine similarity 0.9066.
-CALIBRATION = Calibration(threshold=0.0934, slope=-129.1820, intercept=12.6417)
 
 
 def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -114,7 +112,7 @@ class DlibBackbone(MetricBackbone):
     input = InputSpec(CHIP_SIZE, "dlib")
     feature_dim = W.EMBEDDING_DIM
     embedding_dim = W.EMBEDDING_DIM
-    calibration = CALIBRATION
+    calibration = calibration_of("dlib")  # measured on lfw-dev (backbones/calibrations.py)
 
     def __init__(self, precision: str = "fp32", batch_size: int = BATCH_SIZE, weights: str | None = None) -> None:
         if precision not in PRECISIONS:

@@ -21,12 +21,13 @@ which the feature cache needs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from facetwin.backbones.base import Calibration, InputSpec, MetricBackbone, crop_batch
+
+from facetwin.backbones.base import InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.calibrations import calibration_of
 from facetwin.backbones.edgeface import runtime as R
 from facetwin.backbones.edgeface import weights as W
 from facetwin.backbones.edgeface.network import EMBEDDING_DIM, INPUT_SIZE, VARIANTS, preprocess
@@ -59,7 +60,6 @@ class EdgeFaceBackbone(MetricBackbone):
     input = InputSpec(INPUT_SIZE, "five_point")
     feature_dim = EMBEDDING_DIM
     embedding_dim = EMBEDDING_DIM
-    calibration = Calibration(threshold=math.nan, slope=math.nan, intercept=math.nan)  # not measured yet
 
     def __init__(
         self,
@@ -75,6 +75,7 @@ class EdgeFaceBackbone(MetricBackbone):
             raise FacetwinError(f"edgeface-{variant} needs its weights file: weights=PATH (edgeface_{variant}_q.pt).")
         self.name = f"edgeface-{variant}"
         self.variant = variant
+        self.calibration = calibration_of(self.name)  # measured on lfw-dev (backbones/calibrations.py)
         self.precision = _precision.openvino_precision(self.name, precision)
         self.batch_size = max(1, int(batch_size))
         self.threads = int(threads or _precision.default_threads())

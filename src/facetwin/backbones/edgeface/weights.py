@@ -147,4 +147,15 @@ def load(path: str | Path, variant: str | None = None) -> EdgeFaceWeights:
     return EdgeFaceWeights(network.eval(), found, form, sha256, path)
 
 
-__all__ = ["KNOWN", "EdgeFaceWeights", "float_state_dict", "identify", "load"]
+def recognise_xs(path: str | Path) -> str:
+    """The form (``quantised`` or ``float``) of an EdgeFace-XS weights file, after loading it strictly (the
+    registry's ``WeightsFile.recognise``); any other file raises a :class:`FacetwinError` naming it."""
+    return load(path, "xs").form
+
+
+def recognise_xxs(path: str | Path) -> str:
+    """As :func:`recognise_xs`, for EdgeFace-XXS."""
+    return load(path, "xxs").form
+
+
+__all__ = ["KNOWN", "EdgeFaceWeights", "float_state_dict", "identify", "load", "recognise_xs", "recognise_xxs"]
