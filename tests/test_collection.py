@@ -38,16 +38,16 @@ def test_every_face_and_every_bad_file(full_index, photos):
 
     store = IndexStore(full_index)
     reasons = {Path(e["path"]).name: e["reason"] for e in store.errors()}
-    assert set(reasons) == {"broken.jpg", "empty.jpg", "notes.md", "noise.bin"}
+    assert set(reasons) == {"broken.jpg", "empty.jpg"}  # notes.md and noise.bin are not photos: skipped
     assert "empty" in reasons["empty.jpg"]
-    assert "not an image" in reasons["notes.md"] and "not an image" in reasons["noise.bin"]
     assert "broken or truncated" in reasons["broken.jpg"] or "not an image" in reasons["broken.jpg"]
     assert all(str(photos) in r for r in reasons.values())
     faces = faces_by_key(full_index)
     good = [p for p in photos.rglob("*") if p.is_file() and p.parent.name != "bad"]
     assert {p for p, _ in faces} == {str(p) for p in good}  # every real photo has its face(s)
     manifest = store.manifest
-    assert manifest["counts"]["photos"] == len(good) + 4 and manifest["counts"]["errors"] == 4
+    assert manifest["counts"]["photos"] == len(good) + 2 and manifest["counts"]["errors"] == 2
+    assert manifest["runs"][0]["skipped"] == 2
     assert manifest["counts"]["faces"] == len(faces) and manifest["model"]["source"] == "sface"
     row = next(iter(faces.values()))
     assert len(row["box"]) == 4 and len(row["landmarks"]) == 10 and len(row["embedding"]) == 128

@@ -104,7 +104,9 @@ def test_not_an_image_is_415(client):
     text = ("notes.txt", b"hello, not a photo", "text/plain")
     r = client.post("/v1/verify", files={"a": text, "b": photo("biden/biden.jpg")})
     assert r.status_code == 415
-    assert r.json() == {"error": "notes.txt: not an image file Pillow can read."}
+    assert r.json() == {
+        "error": "notes.txt: not an image file of an accepted format (JPEG, PNG, WebP, GIF, BMP, TIFF or PPM/PGM)."
+    }
 
 
 def test_truncated_jpeg_is_415(client):

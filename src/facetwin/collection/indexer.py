@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
-from facetwin.collection.scan import scan
+from facetwin.collection.scan import survey
 from facetwin.collection.shards import IndexStore
 from facetwin.collection.writer import DEFAULT_SHARD_PHOTOS, ShardWriter
 from facetwin.core.paths import sha256_file
@@ -33,6 +33,8 @@ class IndexSummary:
     counts: dict
     errors: list[dict] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)  # files that are not photos, by name ending ({".mov": 3})
+    unreadable: int = 0  # photos of this run that could not be read
 
 
 def _ray_available() -> bool:
@@ -85,7 +87,8 @@ def index(
         loaded = load(source)
     store = IndexStore(out, loaded, write=True)
     try:
-        found = scan(photos, skip=out)
+        surveyed = survey(photos, skip=out)
+        found = surveyed.photos
         todo = [c.path for c in found if _needs_work(store, c)]
         chosen = choose_engine(engine, len(todo), workers, ray_address)
         before_faces = store.faces_total()
@@ -119,7 +122,8 @@ def index(
         run = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)), "engine": chosen, "todo": len(todo),
             "photos": writer.done, "faces": store.faces_total() - before_faces, "seconds": round(seconds, 3),
-            "photos_per_second": round(writer.done / seconds, 3) if seconds > 0 else None, **details,
+            "photos_per_second": round(writer.done / seconds, 3) if seconds > 0 else None,
+            "skipped": sum(surveyed.skipped.values()), **details,
         }
         roots = {str(Path(os.path.abspath(p))) for p in ([photos] if isinstance(photos, str | Path) else photos)}
         store.manifest["roots"] = sorted(set(store.manifest.get("roots", [])) | {r for r in roots if Path(r).is_dir()})
@@ -127,7 +131,8 @@ def index(
         return IndexSummary(
             index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=writer.done,
             added_faces=run["faces"], seconds=seconds, photos_per_second=run["photos_per_second"] or 0.0,
-            counts=manifest["counts"], errors=store.errors(), details=details,
+            counts=manifest["counts"], errors=store.errors(), details=details, skipped=dict(surveyed.skipped),
+            unreadable=sum(1 for p in todo if store.photos.get(p, {}).get("error")),
         )
     finally:
         store.close()

@@ -1,14 +1,23 @@
-"""Which photos to index: folders walked recursively and text files listing paths, with their size and time."""
+"""Which photos to index: folders walked recursively and text files listing paths, with their size and time.
+
+A file is a photo when its name ends like one of the accepted formats (``.jpg``, ``.png``, ...) or when its first
+bytes are such a format's signature (a JPEG saved without an ending); everything else found (videos, ``.xmp``
+sidecars, ``.txt``/``.tsv`` notes, HEIC and RAW files, which facetwin cannot decode) is skipped and counted by
+ending, never reported as an unreadable photo.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetwin.errors import FacetwinError
+from facetwin.vision.io import PHOTO_SUFFIXES, SIGNATURE_BYTES, image_signature
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")  # a PHOTOS argument with one of these suffixes lists paths, one a line
+NO_SUFFIX = "(no ending)"  # how a skipped file without a name ending is counted
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,25 @@ class Candidate:
     path: str
     size: int
     mtime_ns: int
+
+
+@dataclass
+class Survey:
+    """What a scan found: the photos, and the other files left out, counted by name ending (``.mov``: 3)."""
+
+    photos: list[Candidate]
+    skipped: Counter = field(default_factory=Counter)
+
+
+def is_photo(path: Path) -> bool:
+    """A photo by its name ending, or else by its signature (a file whose start cannot be read is not one)."""
+    if path.suffix.lower() in PHOTO_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return image_signature(handle.read(SIGNATURE_BYTES)) is not None
+    except OSError:
+        return False
 
 
 def _walk(folder: Path, skip: Path | None) -> list[Path]:
@@ -38,8 +66,9 @@ def _listed(list_file: Path) -> list[Path]:
     return [Path(s) if Path(s).is_absolute() else base / s for s in (ln.strip() for ln in lines) if s and s[0] != "#"]
 
 
-def scan(sources, *, skip: str | Path | None = None) -> list[Candidate]:
-    """Every file under the folders, in the lists and given directly, once each, sorted by path.
+def survey(sources, *, skip: str | Path | None = None) -> Survey:
+    """Every photo under the folders, in the lists and given directly, once each, sorted by path, and the count
+    of the other files, which are skipped.
 
     Hidden files and folders are left out, and so is ``skip`` (the index folder when it lies inside a photo
     folder). Listed paths that do not exist are kept: the run reports them as unreadable.
@@ -59,16 +88,28 @@ def scan(sources, *, skip: str | Path | None = None) -> list[Candidate]:
         else:
             raise FacetwinError(f"{source}: no such folder, list or photo.")
     out: dict[str, Candidate] = {}
+    skipped: Counter = Counter()
+    seen: set[str] = set()
     for path in paths:
         key = str(Path(os.path.abspath(path)))
-        if key in out:
+        if key in seen:
             continue
+        seen.add(key)
         try:
             st = os.stat(key)
-            out[key] = Candidate(key, int(st.st_size), int(st.st_mtime_ns))
         except OSError:
-            out[key] = Candidate(key, -1, -1)
-    return [out[k] for k in sorted(out)]
+            out[key] = Candidate(key, -1, -1)  # listed but missing (or unreachable): reported by the run
+            continue
+        if is_photo(Path(key)):
+            out[key] = Candidate(key, int(st.st_size), int(st.st_mtime_ns))
+        else:
+            skipped[Path(key).suffix.lower() or NO_SUFFIX] += 1
+    return Survey([out[k] for k in sorted(out)], skipped)
 
 
-__all__ = ["Candidate", "scan", "LIST_SUFFIXES"]
+def scan(sources, *, skip: str | Path | None = None) -> list[Candidate]:
+    """The photos of :func:`survey`."""
+    return survey(sources, skip=skip).photos
+
+
+__all__ = ["Candidate", "Survey", "scan", "survey", "is_photo", "LIST_SUFFIXES"]

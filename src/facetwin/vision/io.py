@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+import re
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,37 @@ MAX_PIXELS = 80_000_000  # larger than any camera photo; beyond this we treat th
 # Photo formats only (anything else is "not an image file"): never EPS/PS, which Pillow would hand to Ghostscript.
 EXIF_ORIENTATION = 0x0112
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF or PPM/PGM"  # FORMATS as a reader says them
+# The file name endings of FORMATS (Pillow's registered extensions of those plugins, and .dib for BMP).
+PHOTO_SUFFIXES = frozenset((
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm",
+))
+SIGNATURE_BYTES = 32  # enough of a file's start for every signature below
+_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)  # the DIB header sizes that follow "BM" in real bitmaps
+_NETPBM = re.compile(rb"P[1-6]\s+(#[^\n]*\n\s*)*\d")  # magic number, then (after comments) the width
+
+
+def image_signature(head: bytes) -> str | None:
+    """The format of :data:`FORMATS` whose signature (magic bytes) starts ``head``, else None.
+
+    Stricter than Pillow's own checks where those are two bytes long (BMP's ``BM``, PPM's ``P``), so that a text
+    file that happens to start with ``BM`` or ``P6`` is not taken for a photo."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "TIFF"
+    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    if _NETPBM.match(head):
+        return "PPM"
+    return None
 
 
 def _open(stream, label: str) -> Image.Image:
@@ -37,7 +69,7 @@ def image_size(data: bytes, name: str | None = None) -> tuple[int, int]:
     except Image.DecompressionBombError:
         raise FacetwinError(f"{label}: image is too large to decode safely (decompression bomb).") from None
     except UnidentifiedImageError:
-        raise FacetwinError(f"{label}: not an image file Pillow can read.") from None
+        raise FacetwinError(_not_an_image(label)) from None
     except Exception as exc:  # noqa: BLE001 - a hostile header may break a plugin in any way
         raise FacetwinError(f"{label}: broken image header ({type(exc).__name__}).") from None
 
@@ -79,11 +111,15 @@ def load_image(source: str | Path | bytes, name: str | None = None, *, max_pixel
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FacetwinError(f"{label}: image is too large to decode safely (decompression bomb).") from None
     except UnidentifiedImageError:
-        raise FacetwinError(f"{label}: not an image file Pillow can read.") from None
+        raise FacetwinError(_not_an_image(label)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FacetwinError(f"{label}: broken or truncated image ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file may break a decoder plugin in any way
         raise FacetwinError(f"{label}: broken image ({type(exc).__name__} while decoding).") from None
+
+
+def _not_an_image(label: str) -> str:
+    return f"{label}: not an image file of an accepted format ({ACCEPTED})."
 
 
 def _plain_jpeg(img: Image.Image, source: bytes | Path) -> np.ndarray | None:
