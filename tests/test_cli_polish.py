@@ -133,7 +133,46 @@ def test_a_gallery_named_by_fingerprint_by_an_earlier_serve_is_renamed_not_lost(
         assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone() == (1,)
 
 
-@pytest.mark.parametrize("flag", ["--onnx"])
-def test_export_takes_out_like_every_other_command(tmp_path, flag):
-    line = _error_line(_run("export", "sface", flag, tmp_path / "m.onnx"))
-    assert "unrecognized arguments" in line or "required: --out" in line
+def test_export_takes_out_like_every_other_command_and_says_so_to_old_hands(tmp_path):
+    line = _error_line(_run("export", "sface", "--onnx", tmp_path / "m.onnx"))
+    assert line.startswith("facetwin export: error: the following arguments are required: --out (--onnx is now --out)")
+    assert "usage: facetwin export RUN_DIR|BACKBONE --out OUT.onnx [options]" in line
+
+
+def test_cluster_names_what_it_needs():
+    line = _error_line(_run("cluster"))
+    assert line.startswith("facetwin cluster: error: the following arguments are required: INDEX_DIR; usage: "
+                           "facetwin cluster INDEX_DIR [--min-faces K]")
+    assert "ARG" not in line and "facetwin cluster name INDEX_DIR CLUSTER_ID NAME" in line
+
+
+def test_identify_has_the_api_defaults_and_ranges_and_says_them(tmp_path):
+    import inspect
+
+    from facetwin.cli import build_parser
+    from facetwin.gallery import Gallery
+    from facetwin.gallery.results import IDENTIFY_TOP_K, MAX_IDENTIFY_TOP_K
+
+    assert (IDENTIFY_TOP_K, MAX_IDENTIFY_TOP_K) == (3, 100)
+    assert inspect.signature(Gallery.identify).parameters["top_k"].default == IDENTIFY_TOP_K
+    photo = need(OBAMA / "obama.jpg")
+    assert build_parser().parse_args(["identify", str(photo)]).top_k == IDENTIFY_TOP_K
+    assert "(1-100, default 3)" in " ".join(_run("identify", "--help").stdout.split())
+    for wrong in ("0", "101"):
+        line = _error_line(_run("identify", photo, "--top-k", wrong, "--gallery", tmp_path / "g.db",
+                                home=tmp_path / "home"))
+        assert line == f"facetwin: error: --top-k must be a whole number from 1 to 100, got {wrong}."
+
+
+@pytest.mark.parametrize(("people", "words"), [(3, "only 1 person validates"), (6, "only 2 people validate")])
+def test_a_few_validation_people_are_warned_about_in_words(caplog, people, words):
+    from facetwin.training.config import TrainConfig
+    from facetwin.training.pairs import PairPlan
+
+    with caplog.at_level("WARNING", logger="facetwin"):
+        PairPlan(np.repeat(np.arange(people), 3), TrainConfig(val_fraction=0.2, keep="best"))
+    assert f"{words}: the kept epoch and the threshold rest on their few pairs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="facetwin"):
+        PairPlan(np.repeat(np.arange(60), 3), TrainConfig(val_fraction=0.2, keep="best"))
+    assert "validate" not in caplog.text

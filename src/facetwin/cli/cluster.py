@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         "re-cut the cluster at a stricter threshold); export: enrol named clusters into a gallery; list: print the "
         "clusters. Stored in INDEX_DIR/clusters.parquet.",
     )
-    p.add_argument("words", nargs="+", metavar="ARG", help="INDEX_DIR, or an action and its arguments")
+    p.add_argument("words", nargs="+", metavar="INDEX_DIR", help="INDEX_DIR, or an action and its arguments")
     p.add_argument("--min-faces", type=int, default=2, metavar="K",
                    help="smallest new cluster; smaller groups are noise (default 2)")
     p.add_argument("--fresh", action="store_true", help="re-cluster everything except the named clusters")

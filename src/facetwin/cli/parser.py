@@ -20,12 +20,14 @@ import sys
 from pathlib import Path
 
 PARSER = "_parser"  # the namespace attribute naming the innermost parser that parsed a command line
+RENAMED = {"--onnx": "--out"}  # options of earlier releases: the error names the new one
 
 
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with facetwin's error format (see the module docstring)."""
 
     def parse_known_args(self, args=None, namespace=None):
+        self._words = list(sys.argv[1:] if args is None else args)  # for the suggestions of error()
         namespace, extras = super().parse_known_args(args, namespace)
         if not hasattr(namespace, PARSER):  # sub-parsers finish first: the innermost one is kept
             setattr(namespace, PARSER, self)
@@ -37,7 +39,10 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
     def short_usage(self) -> str:
-        """``prog POSITIONAL... --required VALUE [options]``: what the command needs, in one line."""
+        """``prog POSITIONAL... --required VALUE [options]``: what the command needs, in one line (a command that
+        wrote its own usage, such as ``facetwin cluster`` with its actions, gets that)."""
+        if self.usage:
+            return self.usage.replace("%(prog)s", self.prog)
         words = [self.prog]
         optional = False
         for action in self._actions:
@@ -61,6 +66,9 @@ class Parser(argparse.ArgumentParser):
     def _suggestion(self, message: str) -> str:
         """`` (did you mean X?)`` for a misspelt option, choice or sub-command, the choices of a missing
         sub-command, else ``""``."""
+        old = next((w.split("=")[0] for w in getattr(self, "_words", []) if w.split("=")[0] in RENAMED), None)
+        if old and old not in {s for action in self._actions for s in action.option_strings}:
+            return f" ({old} is now {RENAMED[old]})"
         if message.startswith("the following arguments are required"):
             actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
             return f" (one of: {', '.join(actions[0].choices)})" if actions else ""

@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 from facetwin.training.config import TrainConfig
 from facetwin.training.splits import keras_split_at, split_people
@@ -85,8 +86,9 @@ class PairPlan:
             val_people = len(np.unique(labels[self.val_idx]))
             if 0 < val_people < FEW_VALIDATION_PEOPLE and c.keep == "best":
                 log.warning(
-                    "only %d people validate: the kept epoch and the threshold rest on their few pairs; add people "
-                    "or raise --val-fraction for a steadier choice", val_people,
+                    "only %s %s: the kept epoch and the threshold rest on their few pairs; add people or raise "
+                    "--val-fraction for a steadier choice", count(val_people, "person"),
+                    "validates" if val_people == 1 else "validate",
                 )
             if len(self.val_idx) and val_people >= 2:
                 # Several draws of the paper's rule (duplicates removed): more validation pairs, less noise in
