@@ -126,3 +126,20 @@ def test_index_takes_backbone_and_model_like_other_commands(tmp_path):
     assert "argument --model: " in line and "nope: no such folder" in line
     line = _one_error_line(_cli("index", folder, "--out", tmp_path / "c.idx", "--backbone", "sfase", home=home))
     assert "unknown backbone 'sfase' (did you mean sface?)" in line
+
+
+def test_gallery_import_prints_a_sentence_and_json_only_when_asked(tmp_path):
+    folder = tmp_path / "people"
+    for person in ("obama", "biden"):
+        shutil.copytree(need(DATA / "face_recognition_examples" / person), folder / person)
+    shutil.copy(need(OBAMA), folder / "loose.jpg")
+    home = tmp_path / "home"
+    assert _cli("index", folder, "--out", tmp_path / "p.idx", home=home).returncode == 0
+    gallery = tmp_path / "people.db"
+    done = _cli("gallery", "import", tmp_path / "p.idx", "--gallery", gallery, home=home)
+    faces = len([p for p in folder.rglob("*.jp*g") if p.parent != folder])
+    assert done.stdout == (f"enrolled {faces} faces of 2 people from {tmp_path / 'p.idx'} into {gallery} "
+                           "(1 photo outside a person's folder left out)\n"), done.stdout + done.stderr
+    again = _cli("gallery", "import", tmp_path / "p.idx", "--gallery", gallery, "--json", home=home)
+    assert json.loads(again.stdout) == {"gallery": str(gallery), "people": 0, "enrolled": 0,
+                                        "already_enrolled": faces, "unnamed": 1}

@@ -121,9 +121,11 @@ def _manage(args) -> int:
         if args.json:
             print(json.dumps(done))
             return 0
+        notes = [f"{count(done['already_enrolled'], 'photo')} already there"] if done["already_enrolled"] else []
+        if done["unnamed"]:
+            notes.append(f"{count(done['unnamed'], 'photo')} outside a person's folder left out")
         print(f"enrolled {count(done['enrolled'], 'face')} of {count(done['people'], 'person')} from {args.person} "
-              f"into {done['gallery']} ({count(done['already_enrolled'], 'photo')} already there, "
-              f"{count(done['unnamed'], 'photo')} outside a person's folder left out)")
+              f"into {done['gallery']}" + (f" ({'; '.join(notes)})" if notes else ""))
         return 0
     gallery = _open(args)
     if args.action == "list":
