@@ -75,3 +75,55 @@ def test_collection_page_names_a_cluster(model, index, tmp_path):
         save_screenshot(page, tmp_path, "collection.png")
         browser.close()
         assert not errors, errors
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
+def test_without_an_index_update_clusters_is_disabled_with_the_reason(model):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from facetwin.service import create_app
+
+    with running(create_app(model, api_key=None)) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 700})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{url}/collection")
+        page.wait_for_selector("#status:has-text('this server has no index')")
+        reason = "this server has no index; start it with --index INDEX_DIR for the Collection view."
+        assert page.is_disabled("#run") and page.get_attribute("#run", "title") == reason
+        assert page.inner_text("#status") == reason and page.inner_text("#summary") == "no index"
+        page.click("#run", force=True)  # a click on the disabled button sends nothing
+        assert page.inner_text("#status") == reason
+        browser.close()
+        assert not errors, errors
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
+def test_both_pages_have_the_same_navigation(model, index):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from facetwin.service import create_app
+
+    def labels(page) -> list[str]:
+        return [t.strip() for t in page.locator("header nav > *").all_inner_texts()]
+
+    with running(create_app(model, api_key=None, index_path=index)) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 700})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        page.wait_for_selector("#server-info:has-text('model')")
+        assert labels(page) == ["Verify", "People", "Collection"]
+        page.click("nav >> text=Collection")
+        page.wait_for_selector("article.cluster")
+        assert labels(page) == ["Verify", "People", "Collection"]
+        assert page.is_enabled("#run")  # an index is served: clustering can run
+        page.click("nav >> text=People")  # lands on the People view of the main page, not on Verify
+        page.wait_for_selector("#view-people:not([hidden])")
+        assert page.is_hidden("#view-verify") and page.url.endswith("/#people")
+        page.click("#tab-verify")
+        assert page.is_visible("#view-verify") and not page.url.endswith("#people")
+        page.reload()
+        assert page.is_visible("#view-verify")
+        browser.close()
+        assert not errors, errors

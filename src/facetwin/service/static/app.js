@@ -261,14 +261,21 @@ async function identify(file) {
 }
 
 // ------------------------------------------------------------------ start
+// One view at a time; the address keeps it (``#people``), so a reload or a link from the Collection page lands there.
 function showView(viewId) {
   for (const tab of document.querySelectorAll(".tab")) {
     const on = tab.dataset.view === viewId;
     tab.classList.toggle("active", on);
     tab.setAttribute("aria-selected", String(on));
     $(tab.dataset.view).hidden = !on;
+    if (on && location.hash !== tab.dataset.hash) history.replaceState(null, "", tab.dataset.hash || location.pathname);
   }
   if (viewId === "view-people") refreshPeople();
+}
+
+function viewOfAddress() {
+  const tab = [...document.querySelectorAll(".tab")].find((t) => t.dataset.hash && t.dataset.hash === location.hash);
+  return tab ? tab.dataset.view : "view-verify";
 }
 
 async function connect() {
@@ -284,6 +291,7 @@ async function connect() {
 }
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
+window.addEventListener("hashchange", () => showView(viewOfAddress()));
 setupDrop("drop-a", "file-a", (f) => choose("a", f));
 setupDrop("drop-b", "file-b", (f) => choose("b", f));
 setupDrop("drop-id", "file-id", identify);
@@ -293,4 +301,5 @@ setupKeyBar(() => {
   runVerify();
 });
 showFigures(null);
+if (viewOfAddress() !== "view-verify") showView(viewOfAddress());
 connect();

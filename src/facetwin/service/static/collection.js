@@ -36,7 +36,7 @@ function card(c) {
   });
   const count = document.createElement("span");
   count.className = "count";
-  count.textContent = `#${c.id} · ${c.faces} face${c.faces === 1 ? "" : "s"}`;
+  count.textContent = `#${c.id} · ${plural(c.faces, "face")}`;
   head.append(pick, count);
   const sheet = document.createElement("div");
   sheet.className = "sheet";
@@ -73,6 +73,13 @@ function card(c) {
   return el;
 }
 
+// "Update clusters" works only over an index the server reads: disabled, with the server's reason beside it, when the
+// clusters cannot be loaded (no --index, or an API key still missing).
+function canRun(reason) {
+  $("run").disabled = Boolean(reason);
+  $("run").title = reason || "cluster the faces added since the last run";
+}
+
 async function load(reset = true) {
   if (reset) {
     state.offset = 0;
@@ -83,14 +90,17 @@ async function load(reset = true) {
   try {
     const doc = await api("GET", `v1/clusters?offset=${state.offset}&limit=${PAGE}&faces=${FACES}`);
     $("summary").textContent = doc.clustered
-      ? `${doc.faces} faces · ${doc.clusters} people (${doc.named} named) · ${doc.noise} unmatched`
-      : `${doc.faces} faces, not clustered yet`;
+      ? `${plural(doc.faces, "face")} · ${plural(doc.clusters, "person", "people")} (${doc.named} named) · ` +
+        `${doc.noise} unmatched`
+      : `${plural(doc.faces, "face")}, not clustered yet`;
+    canRun(null);
     if (!doc.clustered) say("This index has not been clustered yet: press Update clusters.");
     for (const c of doc.items) $("clusters").append(card(c));
     state.offset += doc.items.length;
     $("more").hidden = state.offset >= doc.clusters;
   } catch (err) {
-    $("summary").textContent = "no collection";
+    $("summary").textContent = err.status === 503 ? "no index" : "no collection";
+    canRun(err.message);
     say(err.message, true);
   }
 }
@@ -100,10 +110,13 @@ $("run").addEventListener("click", async () => {
   $("run").disabled = true;
   try {
     const r = await api("POST", "v1/clusters/run");
-    say(`${r.clusters} people; ${r.new_faces} new face(s), ${r.joined} joined known people, ${r.new_clusters} new.`);
     await load();
-  } catch (err) { say(err.message, true); }
-  $("run").disabled = false;
+    say(`${plural(r.clusters, "person", "people")}; ${plural(r.new_faces, "new face")}, ${r.joined} joined known ` +
+        `people, ${r.new_clusters} new.`);
+  } catch (err) {
+    $("run").disabled = false;
+    say(err.message, true);
+  }
 });
 
 $("merge").addEventListener("click", async () => {
@@ -112,7 +125,7 @@ $("merge").addEventListener("click", async () => {
   body.append("ids", ids.join(","));
   try {
     const r = await api("POST", "v1/clusters/merge", body);
-    say(`merged into cluster ${r.id} (${r.faces} faces).`);
+    say(`merged into cluster ${r.id} (${plural(r.faces, "face")}).`);
     await load();
   } catch (err) { say(err.message, true); }
 });

@@ -4,6 +4,9 @@
 const $ = (id) => document.getElementById(id);
 const apiKey = { value: sessionStorage.getItem("facetwin-key") || "" };
 
+// "1 face", "3 faces", "1 person", "2 people".
+const plural = (n, one, many) => `${n.toLocaleString("en")} ${n === 1 ? one : many || one + "s"}`;
+
 // A JSON API call (``raw``: the body as a Blob); errors carry the server's one sentence and the status.
 async function api(method, path, body, raw = false) {
   const headers = {};
