@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,11 @@ INPUT, OUTPUT = "input", "embedding"
 def onnx_bytes(network: torch.nn.Module) -> bytes:
     """A float32 module over ``(N, 3, 224, 224)`` as ONNX (dynamic batch; VGG-Face's 580 MB fit in one file)."""
     buffer = io.BytesIO()
-    with torch.inference_mode():
+    # The TorchScript exporter is deprecated in torch 2.13 and says so on every call; its replacement (dynamo=True)
+    # needs onnxscript, which facetwin does not depend on. The graph it writes is checked against PyTorch by the
+    # tests, so the notice is silenced here, where it arises, not in every caller.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             network.float().eval(), (torch.zeros(1, 3, 224, 224),), buffer, input_names=[INPUT],
             output_names=[OUTPUT], opset_version=17, dynamic_axes={INPUT: {0: "N"}, OUTPUT: {0: "N"}}, dynamo=False,
