@@ -13,7 +13,7 @@ import pytest
 
 from collection_helpers import assert_same_faces, photo_folder, photos_of
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'facetwin[ray]')")
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
 @pytest.fixture(scope="module")
