@@ -35,7 +35,7 @@ def start(workers: int | None, address: str | None) -> tuple[object, bool, float
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise FacetwinError("Ray is not installed; in a facetwin checkout install it with: pip install -e '.[ray]'.") from None
+        raise FacetwinError("Ray is not installed; in a facetwin checkout: pip install -e '.[ray]'.") from None
     began = time.perf_counter()
     if ray.is_initialized():
         return ray, False, 0.0
