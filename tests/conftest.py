@@ -16,6 +16,25 @@ DATA = SHARED / "data"
 FIXTURES = SHARED / "fixtures"
 
 
+def missing_shared_note() -> str | None:
+    """What a run without ``../shared`` skips, and where the data comes from (None when it is there)."""
+    if DATA.is_dir():
+        return None
+    return (
+        f"facetwin: {SHARED} is absent, so the tests that need real face photos (LFW, AT&T and other sets in "
+        "shared/data) or pretrained research weights (shared/weights) skip, each naming the file it needs; put the "
+        "project's shared/ folder beside this checkout to run them"
+    )
+
+
+def pytest_sessionstart(session) -> None:
+    """Say it in one line before the first test, also under ``-q`` (which hides pytest's report header)."""
+    note = missing_shared_note()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if note and reporter is not None:
+        reporter.write_line(note)
+
+
 def need(path: Path) -> Path:
     """Return ``path``, or skip the test with a reason when the shared asset is absent."""
     if not path.exists():

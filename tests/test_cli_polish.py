@@ -176,3 +176,13 @@ def test_a_few_validation_people_are_warned_about_in_words(caplog, people, words
     with caplog.at_level("WARNING", logger="facetwin"):
         PairPlan(np.repeat(np.arange(60), 3), TrainConfig(val_fraction=0.2, keep="best"))
     assert "validate" not in caplog.text
+
+
+def test_a_run_without_shared_says_what_skips_in_one_line(monkeypatch, tmp_path):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED", tmp_path / "shared")
+    monkeypatch.setattr(conftest, "DATA", tmp_path / "shared" / "data")
+    line = conftest.missing_shared_note()
+    assert "\n" not in line and line.startswith(f"facetwin: {tmp_path / 'shared'} is absent, so the tests")
+    assert "skip" in line and "shared/data" in line and "shared/weights" in line
