@@ -13,6 +13,7 @@ import numpy as np
 from facetwin.cli.options import add_face, add_model_arguments, add_no_face, describe_face, model_from_args
 from facetwin.cli.parser import existing_path
 from facetwin.core.paths import atomic_write_bytes, output_file
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 
 
@@ -55,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     what = f"run {args.model}" if args.model else f"backbone {model.backbone.name}"
-    print(f"{len(rows)} embedding(s) of {embeddings.shape[1]} values ({what}, {model.distance} distance)")
+    print(f"{count(len(rows), 'embedding')} of {embeddings.shape[1]} values ({what}, {model.distance} distance)")
     for i, crop in enumerate(rows):
         where = describe_face(crop.to_dict()) if not args.all_faces or crop.face is None else _face_box(crop)
         head = ", ".join(f"{v:+.3f}" for v in embeddings[i, :4])
