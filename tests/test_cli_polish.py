@@ -52,6 +52,9 @@ def test_a_missing_option_is_said_first_in_one_line():
     assert line.endswith("(`facetwin evaluate --help` lists every option)")
     line = _error_line(_run("weights"))
     assert "required: ACTION (one of: list, fetch, import)" in line
+    line = _error_line(_run("gallery"))
+    assert "required: ACTION (one of: list, remove, stats, import); usage: facetwin gallery ACTION [PERSON] [options]" \
+        in line
 
 
 def test_names_and_paths_are_checked_before_anything_heavy_is_imported(tmp_path):

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
         "remove PERSON: erase a person for good; import INDEX_DIR: enrol the faces of an index whose folders are "
         "named by person.",
     )
-    p.add_argument("action", choices=["list", "remove", "stats", "import"])
+    p.add_argument("action", choices=["list", "remove", "stats", "import"], metavar="ACTION",
+                   help="list, remove, stats or import")
     p.add_argument("person", nargs="?", metavar="PERSON", help="the person to remove (import: the INDEX_DIR)")
     _gallery_options(p, model=True)
     p.add_argument("--json", action="store_true", help="print JSON (stats, import)")

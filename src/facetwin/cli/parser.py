@@ -61,7 +61,9 @@ class Parser(argparse.ArgumentParser):
         if isinstance(action, argparse._SubParsersAction):
             return action.metavar or "{" + ",".join(action.choices) + "}"
         name = action.metavar or (action.dest.upper() if action.option_strings else action.dest)
-        return f"{name}..." if action.nargs in ("+", "*") else str(name)
+        if action.nargs == "?" and not action.option_strings:
+            return f"[{name}]"
+        return {"+": f"{name}...", "*": f"[{name}...]"}.get(action.nargs, str(name))
 
     def _suggestion(self, message: str) -> str:
         """`` (did you mean X?)`` for a misspelt option, choice or sub-command, the choices of a missing
@@ -70,8 +72,11 @@ class Parser(argparse.ArgumentParser):
         if old and old not in {s for action in self._actions for s in action.option_strings}:
             return f" ({old} is now {RENAMED[old]})"
         if message.startswith("the following arguments are required"):
-            actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
-            return f" (one of: {', '.join(actions[0].choices)})" if actions else ""
+            missing = message.split(":", 1)[1].replace(" ", "").split(",")
+            for action in self._actions:
+                if not action.option_strings and action.choices and self._metavar(action).strip("[]") in missing:
+                    return f" (one of: {', '.join(action.choices)})"
+            return ""
         unknown = re.match(r"unrecognized arguments: (.*)", message)
         if unknown:
             options = [s for action in self._actions for s in action.option_strings]
