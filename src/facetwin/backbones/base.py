@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,18 @@ class Calibration:
     intercept: float
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A trunk cut in two (``--trainable-from``): ``frozen(crops)`` gives flat features at the cut ``(N, dim)``
+    (what the feature cache stores) and ``make_tail()`` a fresh trainable copy of the pretrained layers after it,
+    mapping those features to the trunk's own features. ``name`` is the cut as recorded (a stage name)."""
+
+    name: str
+    frozen: Callable[[np.ndarray], np.ndarray]
+    make_tail: Callable[[], torch.nn.Module]
+    dim: int
+
+
 class Backbone(ABC):
     """A pretrained face network split into a frozen trunk and a (replaceable) head."""
 
@@ -112,6 +125,14 @@ class Backbone(ABC):
     def source(self) -> str:
         """How ``facetwin.load`` names this plain backbone again (``NAME[:flip]``)."""
         return self.name
+
+    def cut(self, where: str) -> Cut:
+        """The trunk cut at ``where`` (a stage name or index): see :class:`Cut`. Backbones whose trunk is a fixed
+        graph (sface) have no trainable layers."""
+        raise FacetwinError(
+            f"backbone {self.name} has no trainable trunk layers (its trunk is a fixed ONNX graph); --trainable-from "
+            "needs arcface-mbf, edgeface-xs, edgeface-xxs, dlib or vggface."
+        )
 
     def replica(self) -> Backbone:
         """A backbone computing the same features for one more concurrent caller (the service's ``replicas``
@@ -145,4 +166,4 @@ class MetricBackbone(Backbone):
         return normalize(features)
 
 
-__all__ = ["Backbone", "Calibration", "InputSpec", "MetricBackbone", "crop_batch", "identity"]
+__all__ = ["Backbone", "Calibration", "Cut", "InputSpec", "MetricBackbone", "crop_batch", "identity"]

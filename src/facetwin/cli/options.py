@@ -166,11 +166,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--trainable-from",
-        metavar="K",
-        help="train the trunk from layer K on too (vggface: deepface index, the paper's 34; dlib: stage0..stage4 "
-        "or fc); the frozen part's output is cached",
+        metavar="CUT",
+        help="train the trunk from stage CUT on too, by name or index (arcface-mbf: down1..head; edgeface: "
+        "stage0..stage3, embedding; dlib: stage0..stage4 or fc; vggface: deepface index, the paper's 34; a composite: "
+        "PART=CUT,...); the frozen part's output is cached",
     )
     p.add_argument("--trunk-lr", type=float, help="learning rate of those pretrained layers (default: --lr / 10)")
+    p.add_argument("--train-norms", action="store_true",
+                   help="let the batch norms of those layers re-estimate their statistics (default: kept)")
     p.add_argument(
         "--augment", type=int, default=0, metavar="N", help="N augmented copies of every crop (flip, shift, colour)"
     )
@@ -208,6 +211,7 @@ TRAINING_KEYS = (
     "face",
     "trainable_from",
     "trunk_lr",
+    "train_norms",
     "augment",
     "augment_degrade",
 )

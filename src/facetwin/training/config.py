@@ -18,7 +18,10 @@ from facetwin.training.splits import SPLITS
 from facetwin.vision.faces import NO_FACE_POLICIES as CROP_POLICIES
 from facetwin.vision.prominence import DEFAULT_FACE_RULE, FACE_RULES
 
-HEADS = ("pretrained", "residual")
+HEADS = ("pretrained", "residual", "tanh")
+# The paper's "layers after 34" (VGG-Face's fc8, made trainable with tanh) on trunks whose every stage is trainable:
+# their last stage (the layers that make the 512-d embedding), with tanh on the embedding (head "tanh").
+PAPER_CUTS = {"arcface-mbf": "head", "edgeface-xs": "embedding", "edgeface-xxs": "embedding"}
 LOSSES = ("bce", "contrastive")
 HEAD_PRECISIONS = ("auto", "fp32", "bf16")
 NO_FACE_POLICIES = (*CROP_POLICIES, "skip")  # training may also leave face-less photos out
@@ -72,7 +75,7 @@ class TrainConfig:
     embedding_dim: int | None = None
     loss: str | None = None  # bce | contrastive
     margin: float | None = None  # contrastive margin; None = mean initial negative distance
-    head: str | None = None  # pretrained | residual
+    head: str | None = None  # pretrained | residual | tanh (the trunk's raw embedding through tanh: the paper's form)
     keep: str | None = None  # best (validation AUC, epoch 0 included) | final
     no_face: str = "center"
     face: str = DEFAULT_FACE_RULE  # main | largest: which face of a photo with several (vision/prominence.py)
@@ -80,6 +83,7 @@ class TrainConfig:
     logistic_init: str = "fit"  # fit (to the initial distances) | keras (glorot-uniform, bias 0)
     trainable_from: str | None = None  # trunk layers from this cut on train too (training/trainable.py)
     trunk_lr: float | None = None  # learning rate of those pretrained layers (default: lr / 10; 0 = frozen)
+    train_norms: bool = False  # their batch norms re-estimate running statistics (default: kept as pretrained)
     augment: int = 0  # augmented variants per image (training/augment.py); 0 = none
     augment_degrade: str | None = None  # comma-separated shifts of training/degrade.py added to the augmentation
     adapt: bool = False  # the --adapt recipe (training/adapt.py): never ends worse than the frozen backbone
@@ -90,7 +94,9 @@ class TrainConfig:
         if c.preset not in (None, "paper"):
             raise FacetwinError(f"unknown preset '{c.preset}'; the only preset is 'paper'.")
         defaults = dict(PAPER) if c.preset == "paper" else _backbone_defaults(c.backbone)
-        if c.preset == "paper" and c.backbone != "vggface":
+        if c.preset == "paper" and c.backbone in PAPER_CUTS:
+            defaults.update(head="tanh", trainable_from=PAPER_CUTS[c.backbone])
+        elif c.preset == "paper" and c.backbone != "vggface":
             # The paper trains VGG-Face's fc8; a backbone whose own head has no weights gets the residual head.
             defaults["head"] = "residual"
         for key, value in defaults.items():
@@ -101,8 +107,8 @@ class TrainConfig:
                 raise FacetwinError(f"unknown {label} '{getattr(c, key)}'; choose one of: {', '.join(allowed)}.")
         if c.trainable_from is not None:
             c.trainable_from = str(c.trainable_from)
-            if c.trunk_lr is None:
-                c.trunk_lr = c.lr / 10
+            if c.trunk_lr is None:  # the paper's trained layer at the paper's rate; deeper layers slower
+                c.trunk_lr = c.lr if c.head == "tanh" else c.lr / 10
         if c.augment_degrade:
             from facetwin.training.degrade import SHIFTS
 

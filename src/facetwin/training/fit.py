@@ -183,7 +183,7 @@ def fit(
     labels = np.asarray(labels)
     plan = PairPlan(labels, c)
     torch.manual_seed(c.seed)
-    model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed))
+    model = Siamese(build_head(backbone, c.head, c.embedding_dim, seed=c.seed, train_norms=c.train_norms))
     full = model
     model, x, bank = _prepare(model, x, augmented, c)
     start_time = time.perf_counter()

@@ -11,6 +11,8 @@ Heads (``build_head``):
   ``x = normalise(pretrained_head(features))`` and ``W = 0`` at start, so the initial Euclidean distance
   is a monotone function of the backbone's cosine distance (same ranking, same accuracy); weight decay
   on ``W`` pulls the head back toward the identity, i.e. toward the backbone.
+- ``tanh`` (the paper's form on a cut trunk whose own head has no weights, e.g. ``arcface-mbf`` from ``head``):
+  the trunk's raw embedding through ``tanh``, as the paper's ``tanh(fc8(x))``.
 - ``embedding_dim``: an extra ``Linear`` to that many dimensions after the head (the paper's text speaks of
   a 128-node embedding layer); identity-initialised when the sizes match, otherwise a random orthonormal
   projection (which roughly preserves distances).
@@ -74,12 +76,17 @@ def _projection(in_dim: int, out_dim: int, seed: int) -> nn.Linear:
     return layer
 
 
-def build_head(backbone, kind: str, embedding_dim: int | None = None, seed: int = 0) -> nn.Module:
-    """A fresh trainable head for ``backbone`` (see the module docstring)."""
+def build_head(
+    backbone, kind: str, embedding_dim: int | None = None, seed: int = 0, train_norms: bool = False
+) -> nn.Module:
+    """A fresh trainable head for ``backbone`` (see the module docstring); on a cut backbone the trunk layers after
+    the cut come first (their batch norms re-estimate statistics only with ``train_norms``)."""
     if kind == "pretrained":
         layers: list[nn.Module] = [backbone.pretrained_head()]
     elif kind == "residual":
         layers = [Frozen(backbone.pretrained_head()), ResidualNormHead(int(backbone.embedding_dim))]
+    elif kind == "tanh":
+        layers = [nn.Tanh()]
     else:
         raise ValueError(f"unknown head kind {kind!r}")
     if embedding_dim:
@@ -87,7 +94,7 @@ def build_head(backbone, kind: str, embedding_dim: int | None = None, seed: int 
         if kind == "residual":
             layers.append(Normalize())
     if hasattr(backbone, "make_tail"):  # trainable trunk layers (training/trainable.py) come first
-        head = nn.Sequential(backbone.make_tail(), *layers)
+        head = nn.Sequential(backbone.make_tail(train_norms), *layers)
         head.has_tail = True
         return head
     return nn.Sequential(*layers)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facetwin.backbones.arcface_mbf.graph import FORMS, ArcFaceGraph, read_graph
-from facetwin.backbones.base import InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.base import Cut, InputSpec, MetricBackbone, crop_batch
 from facetwin.backbones.calibrations import calibration_of
 from facetwin.core import paths
 from facetwin.core.onnx_graph import split_prelu
@@ -113,6 +113,18 @@ class ArcFaceMBF(MetricBackbone):
         from facetwin.backbones.arcface_mbf.network import from_graph
 
         return from_graph(self._graph.model).requires_grad_(False).eval()
+
+    def cut(self, where) -> Cut:
+        """Trainable from a stage of :data:`~.network.STAGES` (by name or index), the stages before it frozen and run
+        in PyTorch (``backbones/staged.py``)."""
+        import torch
+
+        from facetwin.backbones.arcface_mbf.network import STAGES
+        from facetwin.backbones.staged import staged_cut
+
+        stages = self.network().stages
+        return staged_cut(self.name, STAGES, [getattr(stages, name) for name in STAGES], where,
+                          lambda crops: torch.from_numpy(blob(crops)), self.batch_size, INPUT_SIZE)
 
     def describe(self) -> dict:
         return {

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facetwin.backbones.base import InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.base import Cut, InputSpec, MetricBackbone, crop_batch
 from facetwin.backbones.calibrations import calibration_of
 from facetwin.backbones.dlib import weights as W
 from facetwin.core import precision as _precision
@@ -138,7 +138,11 @@ class DlibBackbone(MetricBackbone):
                 out[start : start + len(batch)] = self.network(batch).float().numpy()
         return out
 
+    def cut(self, where) -> Cut:
+        """Trainable from a residual stage or ``fc`` (``dlib/cut.py``)."""
+        from facetwin.backbones.dlib.cut import dlib_cut
 
+        return dlib_cut(self, where)
 
     def describe(self) -> dict:
         return {

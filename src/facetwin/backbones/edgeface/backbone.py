@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.backbones.base import InputSpec, MetricBackbone, crop_batch
+from facetwin.backbones.base import Cut, InputSpec, MetricBackbone, crop_batch
 from facetwin.backbones.calibrations import calibration_of
 from facetwin.backbones.edgeface import runtime as R
 from facetwin.backbones.edgeface import weights as W
-from facetwin.backbones.edgeface.network import EMBEDDING_DIM, INPUT_SIZE, VARIANTS, preprocess
+from facetwin.backbones.edgeface.network import EMBEDDING_DIM, INPUT_SIZE, PARTS, VARIANTS, preprocess
 from facetwin.core import precision as _precision
 from facetwin.errors import FacetwinError
 
@@ -99,6 +99,13 @@ class EdgeFaceBackbone(MetricBackbone):
             batch = preprocess(np.ascontiguousarray(crops[start : start + self.batch_size])).numpy()
             out[start : start + len(batch)] = self._infer(batch)
         return out
+
+    def cut(self, where) -> Cut:
+        """Trainable from a part of :data:`~.network.PARTS` (by name or index), the parts before it frozen and run in
+        PyTorch (``backbones/staged.py``)."""
+        from facetwin.backbones.staged import staged_cut
+
+        return staged_cut(self.name, PARTS, self.network.parts, where, preprocess, self.batch_size, INPUT_SIZE)
 
     def describe(self) -> dict:
         return {

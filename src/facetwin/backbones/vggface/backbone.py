@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from facetwin.backbones.base import Backbone, Calibration, InputSpec, crop_batch
+from facetwin.backbones.base import Backbone, Calibration, Cut, InputSpec, crop_batch
 from facetwin.backbones.vggface import network as V
 from facetwin.backbones.vggface import weights as W
 from facetwin.core import precision as _precision
@@ -158,6 +158,12 @@ class VGGFaceBackbone(Backbone):
         """Trunk features for an already preprocessed float batch ``(N, 3, 224, 224)`` (BGR), float32 out."""
         with torch.inference_mode():
             return self._trunk(x.float()).float()
+
+    def cut(self, where) -> Cut:
+        """Trainable from a deepface layer index (``vggface/cut.py``; the paper: 34)."""
+        from facetwin.backbones.vggface.cut import vggface_cut
+
+        return vggface_cut(self, where)
 
     def pretrained_head(self) -> torch.nn.Module:
         import copy
