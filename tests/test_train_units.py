@@ -208,3 +208,36 @@ def test_siamese_forward_shapes():
     model = Siamese(build_head(TableBackbone(8), "residual"))
     d, z = model(torch.randn(4, 8), torch.randn(4, 8))
     assert d.shape == z.shape == (4,)
+
+
+def test_person_batches_cover_every_row_once_with_pairs_together():
+    from facetwin.training.batches import person_batches
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
+    rows = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])  # row 10 is a validation image
+    batches = person_batches(labels, rows, 4, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == rows.tolist()
+    people_with_pairs = sum(1 for b in batches for p in set(labels[b]) if (labels[b] == p).sum() >= 2)
+    assert people_with_pairs >= 3  # persons 0, 1 and 3 (twice) keep two photos side by side
+    assert all(len(b) <= 5 for b in batches)  # a group of two never split, so at most one over
+
+
+def test_batch_pairs_take_the_other_photo_and_the_closest_stranger():
+    from facetwin.training.batches import batch_pairs
+
+    e = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.3, 0.0], [9.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    a, b, y = batch_pairs(e, labels)
+    pairs = {(int(i), int(j), float(s)) for i, j, s in zip(a, b, y, strict=True)}
+    assert {(0, 1, 1.0), (1, 0, 1.0), (3, 4, 1.0), (4, 3, 1.0)} <= pairs  # person 1 has no second photo
+    assert (0, 3, 0.0) in pairs and (2, 4, 0.0) in pairs and (4, 2, 0.0) in pairs  # hardest negatives
+    assert len(y) == 4 + 5
+
+
+def test_batch_pairs_training_improves_held_out_people():
+    x, labels = _clusters()
+    result = fit(x, labels, TableBackbone(x.shape[1]),
+                 TrainConfig(backbone="sface", epochs=8, lr=3e-3, seed=0, pairs="batch"), progress=False)
+    s = result.summary
+    assert s["val_auc"] > s["initial_val_auc"] + 0.02
+    assert all(h["pairs"] > len(labels) for h in result.history[1:])  # about two pairs per training image

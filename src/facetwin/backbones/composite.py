@@ -5,6 +5,8 @@ that part's own crop of the same detected face (the crops travel packed in one a
 ``vision/align.pack``). The pretrained rule is the cosine distance of the concatenation (with unit parts,
 the mean of the parts' cosine similarities); a Siamese head trained on it learns how to weigh them.
 Feature caching stays per part (``training/features.py``), so ``sface`` features serve ``sface+dlib``.
+Training (``--trainable-from``) cuts it part by part (:meth:`Composite.cut`): the parts that can be cut train their
+stages after the cut, the others (``sface``) pass their frozen normalised embedding through.
 """
 
 from __future__ import annotations

@@ -64,19 +64,23 @@ def staged_cut(
     to_tensor: Callable[[np.ndarray], torch.Tensor],
     batch_size: int,
     input_size: int,
+    run_prefix: Callable[[str], Callable[[np.ndarray], np.ndarray] | None] | None = None,
 ) -> Cut:
     """The :class:`Cut` of ``stages`` (run in order, ``names`` alike) at ``where``; ``to_tensor`` makes the first
-    stage's input from RGB uint8 crops of ``input_size``."""
+    stage's input from RGB uint8 crops of ``input_size``. ``run_prefix(name of the last frozen stage)`` may give a
+    faster runner of the frozen stages (NCHW float32 in and out, e.g. an exported graph), else PyTorch runs them."""
     index = stage_index(who, names, where)
     prefix = nn.Sequential(*stages[:index]).eval().requires_grad_(False)
     with torch.inference_mode():
         shape = tuple(prefix(to_tensor(np.zeros((1, input_size, input_size, 3), np.uint8))).shape[1:])
+    fast = run_prefix(names[index - 1]) if run_prefix is not None else None
 
     def frozen(crops: np.ndarray) -> np.ndarray:
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), batch_size):
-                y = prefix(to_tensor(np.ascontiguousarray(crops[start : start + batch_size])))
+                x = to_tensor(np.ascontiguousarray(crops[start : start + batch_size]))
+                y = torch.from_numpy(fast(x.numpy())) if fast is not None else prefix(x)
                 out.append(y.reshape(y.shape[0], -1).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, int(np.prod(shape))), np.float32)
 

@@ -150,7 +150,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the split, the pairs and the initialisation (default 0)"
     )
-    p.add_argument("--pairs", choices=["fresh", "fixed"], help="draw pairs every epoch, or once (the paper)")
+    p.add_argument("--pairs", choices=["fresh", "fixed", "batch"],
+                   help="the paper's pair rule drawn every epoch or once (the paper); batch: each photo embedded once "
+                   "per epoch, paired in its batch with its person's other photo and the closest other person's")
     p.add_argument("--embedding-dim", type=int, help="extra Linear to this many dimensions after the head")
     p.add_argument("--loss", choices=["bce", "contrastive"], help="loss (default bce, the paper's)")
     p.add_argument("--margin", type=float, help="contrastive margin (default: mean initial negative distance)")

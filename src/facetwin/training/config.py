@@ -43,7 +43,7 @@ PAPER = {
 _CHOICES = (
     ("tta", "--tta", TTA_CHOICES),
     ("split", "split", SPLITS),
-    ("pairs", "pairs mode", ("fresh", "fixed")),
+    ("pairs", "pairs mode", ("fresh", "fixed", "batch")),
     ("loss", "loss", LOSSES),
     ("head", "head", HEADS),
     ("no_face", "--no-face policy", NO_FACE_POLICIES),
@@ -71,7 +71,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_draws: int = 5  # split person: validation pairs = this many draws of the pair rule (duplicates removed)
     seed: int = 0
-    pairs: str | None = None  # fresh | fixed
+    pairs: str | None = None  # fresh | fixed (the paper's rule, drawn every epoch or once) | batch (batches.py)
     embedding_dim: int | None = None
     loss: str | None = None  # bce | contrastive
     margin: float | None = None  # contrastive margin; None = mean initial negative distance

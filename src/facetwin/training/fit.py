@@ -22,6 +22,7 @@ import torch
 from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import accuracy, auc, best_threshold
 from facetwin.training import checkpoint as ckpt_io
+from facetwin.training.batches import batch_pairs, person_batches
 from facetwin.training.config import TrainConfig
 from facetwin.training.pairs import PairPlan, epoch_rng
 from facetwin.training.siamese import Siamese, bce_loss, build_head, contrastive_loss, euclidean, fit_logistic, log_loss
@@ -161,6 +162,42 @@ def _train_epoch(model: Siamese, optimizer, x, plan: PairPlan, c: TrainConfig, e
     }
 
 
+def _train_epoch_batches(model: Siamese, optimizer, x, plan: PairPlan, c: TrainConfig, epoch: int,
+                         margin: float) -> dict:
+    """One epoch of ``pairs="batch"`` (``batches.py``): each training image embedded once, its pairs made in its
+    batch; the history row (no val keys)."""
+    t0 = time.perf_counter()
+    rng = epoch_rng(c.seed, epoch, stream=4)
+    codes = torch.from_numpy(np.unique(plan.labels, return_inverse=True)[1].astype(np.int64))
+    if x.dim() == 3:  # a bank of augmented copies (row 0 clean): each image draws one copy per epoch
+        copies = torch.from_numpy(rng.integers(0, x.shape[0], size=x.shape[1]))
+    model.train()
+    loss_sum, correct, pairs = 0.0, 0, 0
+    for rows in person_batches(plan.labels, plan.train_idx, 2 * c.batch_size, rng):
+        index = torch.from_numpy(rows)
+        feats = x[copies[index], index] if x.dim() == 3 else x.index_select(0, index)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+            e = model.embed(feats).float()
+        a, b, y = batch_pairs(e.detach(), codes[index])
+        if not len(y):
+            continue
+        d = euclidean(e[a], e[b])
+        z = model.logit(d)
+        loss = bce_loss(z, y)
+        if c.loss == "contrastive":
+            loss = contrastive_loss(d, y, margin) + bce_loss(model.logit(d.detach()), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int(((z.detach() > 0) == (y > 0.5)).sum())
+        pairs += len(y)
+    model.eval()
+    n = max(pairs, 1)
+    return {"epoch": epoch, "loss": loss_sum / n, "accuracy": correct / n, "pairs": pairs,
+            "seconds": time.perf_counter() - t0}
+
+
 def fit(
     features: np.ndarray | torch.Tensor,
     labels: np.ndarray,
@@ -216,7 +253,8 @@ def fit(
                    disable=None)
     try:
         for epoch in range(start_epoch, c.epochs + 1):
-            row = _train_epoch(model, optimizer, x if bank is None else bank, plan, c, epoch, margin)
+            train_epoch = _train_epoch_batches if c.pairs == "batch" else _train_epoch
+            row = train_epoch(model, optimizer, x if bank is None else bank, plan, c, epoch, margin)
             row.update(_val_metrics(model, x, plan, c.precision))
             if row.get("val_auc", -math.inf) > best["auc"]:
                 best = {"epoch": epoch, "auc": row["val_auc"], "state": _state_copy(model)}

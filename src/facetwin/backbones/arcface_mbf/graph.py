@@ -128,6 +128,37 @@ def dequantize(model):
     return model
 
 
+# The tensor each stage of ``network.STAGES`` ends with (the table in network.py); "head" ends at OUTPUT.
+STAGE_OUTPUTS = {"stem": "343", "down1": "529", "blocks1": "397", "down2": "574", "blocks2": "473", "down3": "637",
+                 "blocks3": "505", "conv_sep": "509", "head": OUTPUT}
+
+
+def prefix_graph(model, stage: str):
+    """The float graph from the input to the end of ``stage`` (an ``onnx.ModelProto``, batch ``N``), or None when
+    this graph does not name that stage's tensor as the upstream file does."""
+    from onnx import TensorProto, helper
+
+    name = STAGE_OUTPUTS.get(stage)
+    if name is None or not any(name in node.output for node in model.graph.node):
+        return None
+    prefix = type(model)()
+    prefix.CopyFrom(model)
+    graph = prefix.graph
+    needed, kept = {name}, []
+    for node in reversed(list(graph.node)):  # the nodes the stage's tensor depends on
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    kept_inits = [init for init in graph.initializer if init.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return prefix
+
+
 def _recognised(model, digest: str, label: str) -> str:
     """``"float"`` or ``"int8"`` for w600k_mbf's upstream graph or its int8 copy; otherwise an error."""
     graph = model.graph
@@ -204,5 +235,6 @@ def recognise(path: str | Path) -> str:
 
 
 __all__ = [
+    "STAGE_OUTPUTS", "prefix_graph",
     "ArcFaceGraph", "FLOAT_SHA256", "FORMS", "INT8_SHA256", "dequantize", "float_graph", "read_graph", "recognise",
 ]
