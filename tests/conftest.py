@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -59,6 +62,19 @@ def private_home(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _return_memory():
+    """After each test module (and its module-scoped models): collect, and hand the freed heap back to the system,
+    which glibc otherwise keeps, so that one module's large models do not raise the next module's peak."""
+    yield
+    find = sys.modules.get("facetwin.collection.find")
+    if find is not None:  # facetwin.find() keeps a Finder (a model and a search graph) per index it has searched
+        find._finders.clear()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 @pytest.fixture
 def facetwin_home(tmp_path, monkeypatch) -> Path:
     """A private cache folder for one test."""
@@ -92,6 +108,11 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        # The app does not stop its model workers when uvicorn shuts down (a `facetwin serve` process simply ends);
+        # a test session starts dozens of apps, and each batch-mode worker thread would keep its model alive.
+        backend = getattr(app.state, "backend", None)
+        if backend is not None:
+            backend.workers.close()
 
 
 @pytest.fixture(scope="module")

@@ -87,9 +87,11 @@ def test_without_an_index_update_clusters_is_disabled_with_the_reason(model):
         page = browser.new_page(viewport={"width": 1280, "height": 700})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        answer = httpx.get(f"{url}/v1/clusters")
+        reason = answer.json()["error"]  # the server's own sentence, shown as it is
+        assert answer.status_code == 503 and "no index" in reason
         page.goto(f"{url}/collection")
-        page.wait_for_selector("#status:has-text('this server has no index')")
-        reason = "this server has no index; start it with --index INDEX_DIR for the Collection view."
+        page.wait_for_selector("#status:has-text('no index')")
         assert page.is_disabled("#run") and page.get_attribute("#run", "title") == reason
         assert page.inner_text("#status") == reason and page.inner_text("#summary") == "no index"
         page.click("#run", force=True)  # a click on the disabled button sends nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -31,10 +32,6 @@ def parity():
     return dict(np.load(need(NPZ)))
 
 
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    """Fixture weights read straight from the HDF5 file (no cache involved)."""
-    return W.keras_to_state_dict(W.read_keras_h5(need(H5)))
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +40,12 @@ def converted(tmp_path_factory):
     return str(W.convert(need(H5), tmp_path_factory.mktemp("vggface") / "fixture.safetensors").path)
 
 
-@pytest.fixture(scope="module")
-def network(state):
+@pytest.fixture
+def network():
+    """The network with the fixture weights read straight from the HDF5 file (no cache involved); built for each
+    test that needs it, so its 550 MB are not held through the tests that build backbones of their own."""
     model = V.VGGFace()
-    model.load_state_dict(state)
+    model.load_state_dict(W.keras_to_state_dict(W.read_keras_h5(need(H5))))
     return model.eval()
 
 
@@ -147,16 +146,19 @@ def test_embed_from_uint8_crops_and_layers(parity, converted):
     assert emb.shape == (4, 2622) and emb.dtype == np.float32
     # uint8 quantisation of the input moves outputs a little; the answer is still Keras' within rounding.
     assert _cosine(emb, parity["fc8_linear"]).min() > 0.99
-    fc7 = get_backbone("vggface", weights=converted, layer="fc7", precision="fp32")
-    assert fc7.feature_dim == fc7.embedding_dim == 4096
-    np.testing.assert_allclose(fc7.embed(crops), backbone.trunk(crops), atol=1e-5)
-    d = backbone.describe()
+    trunk, d, options = backbone.trunk(crops), backbone.describe(), backbone.options()
     assert d["name"] == "vggface" and d["weights_sha256"] == FIXTURE_SHA
     assert (d["layer"], d["split"], d["preprocess"]) == ("fc8", 34, "deepface")
     assert backbone.distance == "euclidean" and backbone.input.size == 224
     assert np.isnan(backbone.calibration.threshold)
-    rebuilt = get_backbone("vggface", **backbone.options())
-    assert rebuilt.describe() == d
+    del backbone  # one VGG-Face at a time (each is about 1 GB): the suite's peak memory
+    gc.collect()
+    fc7 = get_backbone("vggface", weights=converted, layer="fc7", precision="fp32")
+    assert fc7.feature_dim == fc7.embedding_dim == 4096
+    np.testing.assert_allclose(fc7.embed(crops), trunk, atol=1e-5)
+    del fc7
+    gc.collect()
+    assert get_backbone("vggface", **options).describe() == d
     with pytest.raises(FacetwinError, match="split"):
         get_backbone("vggface", weights=converted, layer="fc7", split=35)
     with pytest.raises(FacetwinError, match="layer"):
@@ -232,8 +234,10 @@ def test_conversion_is_cached_and_reused(tmp_path, facetwin_home, monkeypatch):
     assert by_h5.path == imported.path
     for key in imported.state_dict:
         assert torch.equal(again.state_dict[key], imported.state_dict[key])
+    del imported, again, by_h5  # three 550 MB state dicts: not kept beside the backbone below
+    gc.collect()
     # The backbone with weights=None uses the imported file.
-    assert get_backbone("vggface", precision="fp32").describe()["weights_sha256"] == FIXTURE_SHA
+    assert get_backbone("vggface", precision="fp32", runtime="torch").describe()["weights_sha256"] == FIXTURE_SHA
 
 
 def test_broken_files_get_one_sentence(tmp_path, facetwin_home):
@@ -295,15 +299,19 @@ def test_exported_runtimes_match_torch_fp32(parity, converted):
 
     crops = np.clip(np.rint(parity["input_bgr01"][..., ::-1] * 255.0), 0, 255).astype(np.uint8)
     torch_fp32 = get_backbone("vggface", weights=converted, precision="fp32", runtime="torch")
-    expected = torch_fp32.embed(crops)
+    expected, described = torch_fp32.embed(crops), torch_fp32.describe()
+    del torch_fp32  # one VGG-Face at a time (each is about 1 GB): the suite's peak memory
     for runtime in ("onnxruntime", "openvino") if has_openvino() else ("onnxruntime",):
         other = get_backbone("vggface", weights=converted, precision="fp32", runtime=runtime)
         assert _cosine(other.embed(crops), expected).min() >= 0.9999, runtime
-        assert other.describe() == torch_fp32.describe()  # same features: run directories and caches stay valid
+        assert other.describe() == described  # same features: run directories and caches stay valid
+        del other
+        gc.collect()
     if has_openvino():
         assert get_backbone("vggface", weights=converted, precision="fp32").runtime == "openvino"
+    gc.collect()
     with pytest.raises(FacetwinError, match="fp32"):
         get_backbone("vggface", weights=converted, precision="bf16", runtime="onnxruntime")
     # a run trained with bf16 (the earlier default on CPUs without AMX) is the same model for loading
     bf16 = get_backbone("vggface", weights=converted, precision="bf16")
-    assert identity(bf16.describe()) == identity(torch_fp32.describe()) and bf16.describe() != torch_fp32.describe()
+    assert identity(bf16.describe()) == identity(described) and bf16.describe() != described
