@@ -1,20 +1,88 @@
-"""Where facetwin keeps its files (``$FACETWIN_HOME``), atomic writes, and file digests."""
+"""Where facetwin keeps its files (``$FACETWIN_HOME``), atomic writes, file digests, and who may read them.
+
+The permission policy, in one place:
+
+- **Stores of faces are owner-only.** Galleries (with their ``-wal``/``-shm`` files), index shards and manifests,
+  ANN files (``faces.hnsw``, ``people.db.hnsw`` and their stamps) and cluster tables are written with
+  ``private=True``: files 0600, the folders facetwin keeps them in 0700 (:func:`private_folder`); an existing
+  store written by an earlier release is tightened the next time facetwin opens it for writing.
+- **Results a user shares honour the umask.** Plots, evaluation JSON, run directories, exported models and every
+  other output a command is asked to write use the default ``private=False``: files ``0666 & ~umask``, as any
+  other program's output.
+- ``$FACETWIN_HOME`` itself is created 0700, so its caches (trunk features, default galleries) stay the owner's.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from facetwin.errors import FacetwinError
 
+PRIVATE_FILE = 0o600
+PRIVATE_FOLDER = 0o700
+
 
 def home() -> Path:
-    """The facetwin cache folder: ``$FACETWIN_HOME`` or ``~/.cache/facetwin``."""
+    """The facetwin cache folder: ``$FACETWIN_HOME`` or ``~/.cache/facetwin`` (created owner-only)."""
     root = os.environ.get("FACETWIN_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "facetwin")
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+    return path
+
+
+def umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` would, for every thread, for a moment)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # not Linux: the classic read (briefly strict, never briefly open)
+    os.umask(mask)
+    return mask
+
+
+def tighten(path: str | Path, mode: int) -> None:
+    """Give ``path`` (a file or folder of a store) no more than ``mode`` (owner-only), if it exists and is ours;
+    a file owned by someone else is left as it is."""
+    try:
+        st = os.stat(path)
+        if stat.S_IMODE(st.st_mode) & ~mode and st.st_uid == os.getuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+    except OSError:
+        pass
+
+
+def private_folder(path: str | Path) -> Path:
+    """The folder of a store of faces: created (with its missing parents) and made 0700."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
+    except OSError as exc:
+        raise FacetwinError(f"{path}: cannot create the folder ({exc.strerror or exc}).") from None
+    tighten(path, PRIVATE_FOLDER)
+    return path
+
+
+def private_file(path: str | Path) -> Path:
+    """A store's file made 0600: created empty when missing (so no other mode is ever on disk), else
+    tightened."""
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        tighten(path, PRIVATE_FILE)
+    except OSError as exc:
+        raise FacetwinError(f"{path}: cannot create the file ({exc.strerror or exc}).") from None
     return path
 
 
@@ -67,33 +135,55 @@ def output_file(path: str | Path | None, option: str, suffix: str | None = None)
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash leaves no half file.
-    A path that cannot be written raises one sentence naming it."""
+def atomic_write(path: str | Path, write: Callable[[Path], None], *, private: bool = False) -> None:
+    """Make ``path`` by ``write(temporary path)`` and a rename, so a crash leaves no half file: the old file or
+    the new one. ``private``: a store of faces (0600, see the module docstring), else the umask decides. A path
+    that cannot be written raises one sentence naming it."""
     path = Path(path)
     if path.is_dir():
         raise FacetwinError(f"{path}: is a folder, not a file name to write.")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER if private else 0o777)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")  # 0600
+        os.close(fd)
     except OSError as exc:
         raise FacetwinError(f"{path}: cannot write the file ({exc.strerror or exc}).") from None
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        write(tmp)
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        if not private:
+            os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise FacetwinError(f"{path}: cannot write the file ({exc.strerror or exc}).") from None
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> None:
+    """:func:`atomic_write` of ``data``."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), private=private)
+
+
+def atomic_write_text(path: str | Path, text: str, *, private: bool = False) -> None:
     """Text twin of :func:`atomic_write_bytes` (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), private=private)
+
+
+def printable(text: object) -> str:
+    """``text`` (a path, a name read from a file) safe to print on a terminal: control, format and bidi
+    characters shown as ``\\xNN``/``\\uNNNN`` escapes instead of acting on the terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c == " " else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        for c in text
+    )
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:

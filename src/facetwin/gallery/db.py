@@ -1,7 +1,9 @@
 """The gallery's SQLite file: opened only when it is (or will become) a facetwin gallery, errors as one sentence.
 
 ``connect`` checks the file before anything is written to it: an empty file becomes a gallery (tables,
-``application_id``, WAL); a file with other tables, or one that is not SQLite at all, is refused untouched.
+``application_id``, WAL); a file with other tables, or one that is not SQLite at all, is refused untouched. A gallery
+is a store of faces: a new file is created 0600 before SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files
+the database's mode), and an existing gallery is made owner-only when opened (``core/paths.py``).
 ``sqlite_errors`` turns every ``sqlite3.Error`` into a :class:`FacetwinError` naming the file; a database
 that stayed locked beyond the busy timeout becomes :class:`GalleryBusy` (the service answers 503).
 """
@@ -12,6 +14,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
 APPLICATION_ID = 0x46545747  # "FTWG": marks the file as a facetwin gallery
@@ -90,9 +93,12 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
     if path.is_dir():
         raise FacetwinError(f"{path}: is a folder, not a gallery file.")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=paths.PRIVATE_FOLDER)
     except OSError as exc:
         raise FacetwinError(f"{path}: cannot create the gallery's folder ({exc.strerror or exc}).") from None
+    if not path.exists():
+        paths.private_file(path)  # empty: SQLite makes it a database, with this mode
     with sqlite_errors(path):
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
@@ -105,6 +111,8 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
                 ) from None
             if fresh:
                 _create(path, db)
+            for suffix in ("", "-wal", "-shm"):  # a gallery written by an earlier release may be world-readable
+                paths.tighten(f"{path}{suffix}", paths.PRIVATE_FILE)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA secure_delete=ON")

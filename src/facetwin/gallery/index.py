@@ -3,7 +3,9 @@
 HNSW (Malkov & Yashunin) answers in about a millisecond at a million vectors with recall@1 near 1 and
 needs no training step, so it can be rebuilt from the database alone. The saved file's stamp records the
 rows it holds: rows enrolled since are added to it, and it is rebuilt when missing, unreadable or when
-anything was removed since (``remove`` also deletes the file, which holds copies of the embeddings).
+anything was removed since (``remove`` also deletes the file, which holds copies of the embeddings). A saved file
+is never trusted: its graph must be one FAISS can walk without leaving its arrays and it must hold exactly the
+vectors of the database (or index) it serves, else it is rebuilt. The file and its stamp are owner-only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from facetwin.core import paths
 from facetwin.core.distances import from_search_scores
-from facetwin.core.paths import atomic_write_text
+from facetwin.errors import FacetwinError
 from facetwin.gallery.erase import remove_temporaries
 
 M = 32  # graph degree
@@ -100,14 +103,16 @@ def _save(gallery: Path, index, record: dict, fence) -> None:
     tmp = Path(f"{path}.tmp{os.getpid()}-{threading.get_ident()}")
     try:
         if index is not None:
-            faiss.write_index(index, str(tmp))
+            faiss.write_index(index, str(paths.private_file(tmp)))  # written outside the fence: it takes a while
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         with fence() as current:
             if current is False:
                 return  # a removal overtook this build: its vectors must not reach the disk
             if index is not None:
                 os.replace(tmp, path)  # FileNotFoundError: a removal deleted the copy meanwhile
-            atomic_write_text(stamp_path, json.dumps(record))
-    except (FileNotFoundError, RuntimeError):
+            paths.atomic_write_text(stamp_path, json.dumps(record), private=True)
+    except (OSError, RuntimeError, FacetwinError):
         return  # not saved; the next search builds it again
     finally:
         tmp.unlink(missing_ok=True)
@@ -133,15 +138,37 @@ def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray, vect
         return None
     if stamp.get("last_id") != int(ids[count - 1]):
         return None
+    path, dim = _files(gallery)[0], vectors.shape[1]
     try:
-        index = faiss.read_index(str(_files(gallery)[0]))
-    except RuntimeError:
+        if path.stat().st_size > count * (4 * dim + 16 * M + 64) + 2**20:
+            return None  # far larger than such an index can be: not read at all
+        index = faiss.read_index(str(path))
+    except (OSError, RuntimeError, MemoryError):
         return None
-    if index.ntotal != count or index.d != vectors.shape[1] or not isinstance(index, faiss.IndexHNSWFlat):
+    if not isinstance(index, faiss.IndexHNSWFlat) or index.ntotal != count or index.d != dim or not _walkable(index):
         return None
-    rows = sorted({0, count // 2, count - 1})
-    try:
-        held = np.stack([index.reconstruct(r) for r in rows])
-    except RuntimeError:
-        return None
-    return index if np.allclose(held, vectors[rows], atol=1e-6) else None
+    held = _view(faiss.downcast_index(index.storage).codes).view(np.float32).reshape(count, dim)
+    return index if np.allclose(held, vectors[:count], atol=1e-6) else None
+
+
+def _view(vector) -> np.ndarray:
+    """A FAISS vector's memory as a numpy array (no copy)."""
+    return faiss.rev_swig_ptr(vector.data(), vector.size()) if vector.size() else np.zeros(0, np.int64)
+
+
+def _walkable(index) -> bool:
+    """The loaded graph can be searched without reading outside its arrays: levels, per-node neighbour slots,
+    neighbour ids, entry point and the flat storage all agree with each other (a damaged or crafted file fails)."""
+    hnsw, count = index.hnsw, index.ntotal
+    levels, offsets = _view(hnsw.levels), _view(hnsw.offsets).astype(np.int64)
+    neighbors, cum = _view(hnsw.neighbors), _view(hnsw.cum_nneighbor_per_level)
+    storage = faiss.downcast_index(index.storage)
+    if len(levels) != count or len(offsets) != count + 1 or offsets[0] != 0 or offsets[-1] != len(neighbors):
+        return False
+    if not isinstance(storage, faiss.IndexFlat) or storage.ntotal != count or storage.d != index.d:
+        return False
+    if storage.codes.size() != 4 * count * index.d or not count or levels.min() < 1 or levels.max() > len(cum) - 1:
+        return False
+    if not np.array_equal(np.diff(offsets), cum[levels]) or neighbors.min() < -1 or neighbors.max() >= count:
+        return False
+    return 0 <= hnsw.entry_point < count and hnsw.max_level == levels[hnsw.entry_point] - 1 == levels.max() - 1

@@ -17,7 +17,7 @@ SUFFIXES = ("", "-wal", "-shm")
 
 def default_gallery(source: str, fingerprint: str, *, is_run: bool) -> Path:
     """The default gallery file of the model with this ``source`` and ``fingerprint`` (see the module docstring)."""
-    folder = paths.home() / "galleries"
+    folder = paths.private_folder(paths.home() / "galleries")
     name = f"run-{fingerprint[:16]}" if is_run else source.replace(":", "-")
     target = folder / f"{name}.db"
     earlier = folder / f"{fingerprint[:16]}.db"
