@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 
 def add_shard(root: Path, model, photos: list[Path]) -> int:
@@ -25,12 +26,17 @@ def add_shard(root: Path, model, photos: list[Path]) -> int:
         "model": {"source": model.source, "fingerprint": model.fingerprint, "distance": model.distance,
                   "threshold": model.threshold, "embedding_dim": model.embedding_dim},
     }
+    manifest["photo_roots"] = sorted({*manifest.get("photo_roots", []), *(str(p.parent) for p in photos)})
     first = next_id = manifest["next_face_id"]
     rows, infos = [], []
     for photo in photos:
         crops = [c for c in model.face_crops(str(photo), all_faces=True, no_face="center") if c.face is not None]
         digest = hashlib.sha256(photo.read_bytes()).hexdigest()
-        infos.append({"path": str(photo), "sha256": digest, "faces": len(crops), "face_id": next_id, "error": None})
+        st = photo.stat()
+        with Image.open(photo) as img:
+            width, height = img.size
+        infos.append({"path": str(photo), "sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                      "width": width, "height": height, "faces": len(crops), "face_id": next_id, "error": None})
         emb = model.embed_crops(np.stack([c.crop for c in crops])) if crops else []
         for k, (crop, vec) in enumerate(zip(crops, emb, strict=True)):
             rows.append((next_id, str(photo), digest, k, crop.face.box, np.ravel(crop.face.landmarks),
@@ -47,7 +53,8 @@ def add_shard(root: Path, model, photos: list[Path]) -> int:
         "embedding": pa.array([list(map(float, v)) for v in cols[7]], pa.list_(pa.float32(), dim)),
     })
     table = table.replace_schema_metadata(
-        {b"facetwin.photos": json.dumps(infos).encode(), b"facetwin.first_face_id": str(first).encode()}
+        {b"facetwin.photos": json.dumps(infos).encode(), b"facetwin.first_face_id": str(first).encode(),
+         b"facetwin.model_fingerprint": model.fingerprint.encode()}
     )
     number = len(list((root / "shards").glob("shard-*.parquet")))
     pq.write_table(table, root / "shards" / f"shard-{number:06d}.parquet")

@@ -3,7 +3,8 @@
 One row per face (``face_id``, ``cluster``; ``-1`` = noise), and in the Parquet footer (key ``facetwin.clusters``)
 the rest as JSON: cluster names, the next free cluster id (ids are never reused), the model fingerprint, threshold
 and rule used. Names, merges and splits live in the same file, so one atomic write (temp + rename) keeps them
-consistent with the assignment: a crash leaves the old file or the new one.
+consistent with the assignment: a crash leaves the old file or the new one. The file is checked when read
+(:func:`facetwin.collection.index_check.clusters`: ids, names by the rules of person names) and owner-only.
 """
 
 from __future__ import annotations
@@ -12,18 +13,32 @@ import contextlib
 import fcntl
 import io
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from facetwin.core.paths import atomic_write_bytes
+from facetwin.collection import index_check
+from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
 FILE = "clusters.parquet"
 FORMAT = "facetwin-clusters/1"
 META_KEY = b"facetwin.clusters"
+
+
+class NoCluster(FacetwinError):
+    """A cluster id the table does not have."""
+
+    def __init__(self, message: str, cluster_id: int) -> None:
+        super().__init__(message)
+        self.cluster_id = cluster_id
+
+
+class ClustersBusy(FacetwinError):
+    """The table stayed locked (a clustering run) longer than the caller would wait."""
 
 
 @dataclass
@@ -52,20 +67,37 @@ class ClusterTable:
         order = np.lexsort((ids, -counts))
         return {int(ids[o]): int(counts[o]) for o in order}
 
-    def check(self, cluster_id: int, path: Path) -> None:
-        if cluster_id < 0 or cluster_id not in set(self.clusters.tolist()):
-            raise FacetwinError(f"{path}: there is no cluster {cluster_id} (see `facetwin cluster {path.parent}`).")
+    def check(self, cluster_ids: int | list[int], path: Path) -> None:
+        """Every one of ``cluster_ids`` is a cluster of the table (noise is not): one pass, whatever their number."""
+        wanted = np.atleast_1d(np.asarray(cluster_ids, np.int64))
+        missing = wanted[(wanted < 0) | ~np.isin(wanted, self.clusters)]
+        if len(missing):
+            raise NoCluster(f"{path}: there is no cluster {int(missing[0])} (see `facetwin cluster list "
+                            f"{path.parent}`).", int(missing[0]))
 
 
 @contextlib.contextmanager
-def locked(root: str | Path):
-    """Hold ``INDEX_DIR/.clusters.lock`` while reading, changing and saving the table (CLI and server alike)."""
-    with open(Path(root) / ".clusters.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(root: str | Path, wait: float | None = None):
+    """Hold the index folder's lock (``flock`` on the folder itself: no lock file is left in it) while reading,
+    changing and saving the table, CLI and server alike; ``wait``: seconds to wait for another holder before
+    :class:`ClustersBusy` (None: as long as it takes)."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FacetwinError(f"{Path(root)}: cannot open the index folder ({exc.strerror or exc}).") from None
+    try:
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ClustersBusy(f"{Path(root)}: the clusters are being updated by another run.") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def path_of(root: str | Path) -> Path:
@@ -84,14 +116,12 @@ def load(root: str | Path) -> ClusterTable:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-        raise FacetwinError(f"{path}: unreadable cluster table ({exc}).") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FacetwinError(f"{path}: not a {FORMAT} cluster table.")
-    names = {int(k): str(v) for k, v in meta.pop("names", {}).items()}
+        raise FacetwinError(f"{path}: unreadable cluster table ({index_check.reason(exc)}).") from None
+    names, next_id, meta = index_check.clusters(path, table, meta, FORMAT)
     order = np.argsort(table["face_id"].to_numpy(), kind="stable")
     return ClusterTable(
         table["face_id"].to_numpy()[order].astype(np.int64), table["cluster"].to_numpy()[order].astype(np.int64),
-        names, int(meta.pop("next_id", 0)), meta,
+        names, next_id, meta,
     )
 
 
@@ -110,4 +140,4 @@ def save(root: str | Path, table: ClusterTable) -> None:
     arrow = arrow.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     buffer = io.BytesIO()
     pq.write_table(arrow, buffer, compression="zstd")
-    atomic_write_bytes(path_of(root), buffer.getvalue())
+    paths.atomic_write_bytes(path_of(root), buffer.getvalue(), private=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.collection.index_check import matrix
 from facetwin.collection.shards import IndexStore
 from facetwin.errors import FacetwinError
 from facetwin.gallery.index import AnnIndex
@@ -61,6 +62,7 @@ class _Snapshot:
     boxes: np.ndarray
     scores: np.ndarray
     ann: AnnIndex | None
+    roots: list[str]  # the manifest's photo_roots: where the photos came from
 
 
 class Finder:
@@ -87,20 +89,19 @@ class Finder:
             generation = tuple(s.name for s in store.shards)
             table = store.read_faces(["face_id", "path", "sha256", "face", "box", "score", "embedding"])
             n = table.num_rows
-            dim = int(store.model_info["embedding_dim"])
-            vectors = table["embedding"].combine_chunks().values.to_numpy().reshape(n, dim) if n else np.zeros((0, dim))
-            vectors = self._prepare(vectors)
+            vectors = self._prepare(matrix(table, "embedding"))
             face_ids = table["face_id"].to_numpy()
             ann = None
             if n:
                 ann = AnnIndex.load_or_build(
                     self.root / "faces", len(store.shards), len(store.retired), face_ids, vectors, self.model.distance
                 )
-            boxes = table["box"].combine_chunks().values.to_numpy().reshape(n, 4) if n else np.zeros((0, 4))
+            boxes = matrix(table, "box")
             self._snapshot = _Snapshot(
                 generation, face_ids, table["path"].to_numpy(zero_copy_only=False),
                 table["sha256"].to_numpy(zero_copy_only=False), table["face"].to_numpy(), boxes,
                 table["score"].to_numpy(), ann,
+                list(store.manifest.get("photo_roots", store.manifest.get("roots", []))),
             )
             return self._snapshot
 
@@ -109,6 +110,12 @@ class Finder:
         if self.model.distance == "cosine":
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @property
+    def roots(self) -> list[str]:
+        """Where the index's photos came from (the folders given to ``facetwin index``, the folders of listed
+        photos)."""
+        return self._current().roots
 
     def load(self) -> int:
         """Load the index (and build or extend its ANN index) now; returns the number of faces."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetwin.collection.index_check import matrix
 from facetwin.collection.shards import IndexStore
 
 COLUMNS = ["face_id", "path", "sha256", "face", "box", "embedding"]
@@ -29,6 +30,8 @@ class IndexFaces:
     faces: np.ndarray  # (N,) face number within its photo
     boxes: np.ndarray  # (N, 4) float32, x y w h in photo pixels
     embeddings: np.ndarray  # (N, D) float32
+    photos: dict[str, dict]  # path -> the photo as indexed (footer: sha256, size, faces, ...)
+    roots: list[str]  # where its photos may be read back from (the manifest's photo_roots)
 
     def __len__(self) -> int:
         return len(self.face_ids)
@@ -40,11 +43,10 @@ def read_faces(root: str | Path, *, embeddings: bool = True) -> IndexFaces:
     table = store.read_faces(COLUMNS if embeddings else COLUMNS[:-1])
     table = table.take(np.argsort(table["face_id"].to_numpy(), kind="stable"))
     n, dim = table.num_rows, int(store.model_info.get("embedding_dim") or 0)
-    emb = np.zeros((n, dim), np.float32)
-    if embeddings and n:
-        emb = table["embedding"].combine_chunks().values.to_numpy().reshape(n, -1).astype(np.float32, copy=False)
-    boxes = table["box"].combine_chunks().values.to_numpy().reshape(n, 4) if n else np.zeros((0, 4))
+    emb = matrix(table, "embedding") if embeddings else np.zeros((n, dim), np.float32)
+    boxes = matrix(table, "box")
     return IndexFaces(
         Path(root), store.model_info, table["face_id"].to_numpy().astype(np.int64), table["path"].to_pylist(),
-        table["sha256"].to_pylist(), table["face"].to_numpy(), boxes.astype(np.float32), emb,
+        table["sha256"].to_pylist(), table["face"].to_numpy(), boxes.astype(np.float32), emb, store.photos,
+        list(store.manifest.get("photo_roots", store.manifest.get("roots", []))),
     )

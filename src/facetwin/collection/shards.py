@@ -3,16 +3,20 @@
 ``INDEX_DIR/shards/shard-NNNNNN.parquet`` holds one row per face (``face_id``, ``path``, ``sha256``, ``face``,
 ``box`` x/y/w/h, ``landmarks`` 5×(x, y), ``score``, ``embedding``) and, in its footer metadata
 (``facetwin.photos``), every photo it covers, faces or not, with the reason when a photo could not be read.
-A shard is written to a temporary file and renamed, so it is there whole or not at all; the shards are the
-truth and ``manifest.json`` (model fingerprint, counts, errors, runs) is rewritten from them after each one.
-``face_id`` numbers faces densely in the order they were committed: side tables (clusters, names) key on it.
+A shard is written to a temporary file and renamed, so it is there whole or not at all, and a Ctrl-C waits
+until the commit (file and bookkeeping) is done; the shards are the truth and ``manifest.json`` (model
+fingerprint, counts, errors, runs) is rewritten from them after each one. ``face_id`` numbers faces densely in the
+order they were committed: side tables (clusters, names) key on it. Everything read back goes through the checks
+of :mod:`facetwin.collection.index_check`; the folder and its files are owner-only (:mod:`facetwin.core.paths`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
-import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facetwin.core.paths import atomic_write_text
+from facetwin.collection import index_check as check
+from facetwin.collection.index_check import FINGERPRINT_KEY, FIRST_KEY, FORMAT, PHOTOS_KEY
+from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
-FORMAT = "facetwin-index/1"
-PHOTOS_KEY = b"facetwin.photos"
-FIRST_KEY = b"facetwin.first_face_id"
+CHECKED_LIMIT = 100_000  # shard versions remembered as checked (an index of 100 M photos at 1,000 a shard)
+_CHECKED: set[tuple[int, ...]] = set()  # (device, inode, size, mtime, ctime) of shard files whose rows passed
 PHOTO_FIELDS = ("path", "sha256", "size", "mtime_ns", "width", "height", "faces", "face_id", "error")
 
 
@@ -57,31 +62,43 @@ class IndexStore:
             raise FacetwinError(f"{self.root}: not a facetwin index (no manifest.json).")
         self._lock = None
         if write:
-            self.shard_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the store's life
+            paths.private_folder(self.root)
+            self._lock = open(paths.private_file(self.root / ".lock"), "w")  # noqa: SIM115 - held for the store's life
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                self.close()
                 raise FacetwinError(f"{self.root}: another facetwin run is writing this index.") from None
-            for stale in self.shard_dir.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-        self.manifest = self._read_manifest()
-        self.model_info = self.manifest.get("model") or {}
-        if model is not None:
-            self._check_model(model)
-        self.reload()
+        try:
+            self.manifest = self._read_manifest()
+            self.model_info = self.manifest.get("model") or {}
+            if model is not None:
+                self._check_model(model)
+            self.reload()
+        except BaseException:
+            self.close()
+            raise
+        if write:
+            self._own()
+
+    def _own(self) -> None:
+        """The index is a store of faces: its folders 0700 and files 0600, also when an earlier release made them
+        readable; temporary files of a killed run are removed."""
+        paths.private_folder(self.shard_dir)
+        for stale in self.shard_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        for file in (*self.shards, self.manifest_path, *self.root.glob("faces.hnsw*"), self.root / "clusters.parquet"):
+            paths.tighten(file, paths.PRIVATE_FILE)
 
     # ------------------------------------------------------------------ reading
     def _read_manifest(self) -> dict:
         try:
-            manifest = json.loads(self.manifest_path.read_text())
+            text = self.manifest_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            raise FacetwinError(f"{self.manifest_path}: unreadable index manifest ({exc}).") from None
-        if manifest.get("format") != FORMAT:
-            raise FacetwinError(f"{self.manifest_path}: not a {FORMAT} manifest.")
-        return manifest
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FacetwinError(f"{self.manifest_path}: unreadable index manifest ({check.reason(exc)}).") from None
+        return check.manifest(self.manifest_path, text)
 
     def _check_model(self, model) -> None:
         info = {
@@ -105,17 +122,22 @@ class IndexStore:
         self.face_rows = 0
         self.next_face_id = 0
         self.shards = self.shard_files()
+        self._footers: dict[Path, tuple[int, int, list[dict]]] = {}  # shard -> first face id, rows, photos
+        dim = int(self.model_info.get("embedding_dim") or 0)
         for shard in self.shards:
             try:
                 meta = pq.read_metadata(shard)
-                photos = json.loads(meta.metadata[PHOTOS_KEY])
-                first = int(meta.metadata[FIRST_KEY])
-            except (OSError, KeyError, ValueError, TypeError, pa.ArrowException) as exc:
-                raise FacetwinError(f"{shard}: unreadable index shard ({exc}).") from None
+                arrow_schema = meta.schema.to_arrow_schema()
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise FacetwinError(f"{shard}: unreadable index shard ({check.reason(exc)}).") from None
+            check.schema(shard, arrow_schema, dim)
+            first, photos = check.footer(shard, meta.metadata, meta.num_rows, self.model_info)
+            self._footers[shard] = first, meta.num_rows, photos
             self.face_rows += meta.num_rows
             self.next_face_id = max(self.next_face_id, first + meta.num_rows)
             for info in photos:
                 self._record(info)
+        check.ranges([(shard, first, rows) for shard, (first, rows, _) in self._footers.items()])
 
     def _record(self, info: dict) -> None:
         old = self.photos.get(info["path"])
@@ -139,7 +161,25 @@ class IndexStore:
         dim = int(self.model_info.get("embedding_dim") or 0)
         if columns is not None and "face_id" not in columns:
             columns = ["face_id", *columns]
-        tables = [pq.read_table(s, columns=columns) for s in self.shards]
+        tables = []
+        for shard in self.shards:
+            first, rows, photos = self._footers[shard]
+            try:
+                identity = _identity(shard)
+                if identity not in _CHECKED:  # every column, once per version of the file, whatever is read
+                    whole = pq.read_table(shard).replace_schema_metadata(None)
+                    if whole.num_rows != rows:
+                        raise FacetwinError(f"{shard}: the shard changed while it was read; try again.")
+                    check.rows(shard, whole, first, photos)
+                    if len(_CHECKED) >= CHECKED_LIMIT:
+                        _CHECKED.clear()
+                    _CHECKED.add(identity)
+                part = pq.read_table(shard, columns=columns).replace_schema_metadata(None)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise FacetwinError(f"{shard}: unreadable index shard ({check.reason(exc)}).") from None
+            if part.num_rows != rows:
+                raise FacetwinError(f"{shard}: the shard changed while it was read; try again.")
+            tables.append(part)
         table = pa.concat_tables(tables) if tables else schema(dim).empty_table().select(columns or schema(dim).names)
         if self.retired and table.num_rows and "face_id" in table.column_names:
             gone = [np.arange(r["face_id"], r["face_id"] + r["faces"]) for r in self.retired if r["faces"]]
@@ -173,27 +213,23 @@ class IndexStore:
              column("embedding", np.float32, dim)],
             schema=schema(dim),
         )
+        footer = [{k: p.info[k] for k in PHOTO_FIELDS} for p in photos]
         meta = {
-            PHOTOS_KEY: json.dumps([{k: p.info[k] for k in PHOTO_FIELDS} for p in photos]).encode(),
+            PHOTOS_KEY: json.dumps(footer).encode(),
             FIRST_KEY: str(self.next_face_id).encode(),
-            b"facetwin.model_fingerprint": str(self.model_info["fingerprint"]).encode(),
+            FINGERPRINT_KEY: str(self.model_info["fingerprint"]).encode(),
         }
         table = table.replace_schema_metadata(meta)
         number = int(self.shards[-1].stem.split("-")[1]) + 1 if self.shards else 0
         path = self.shard_dir / f"shard-{number:06d}.parquet"
-        tmp = self.shard_dir / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.shards.append(path)
-        self.next_face_id += len(rows)
-        self.face_rows += len(rows)
-        for photo in photos:
-            self._record(dict(photo.info))
+        with uninterrupted():  # the shard on disk and this store's account of it change together
+            paths.atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), private=True)
+            self.shards.append(path)
+            self._footers[path] = self.next_face_id, len(rows), footer
+            self.next_face_id += len(rows)
+            self.face_rows += len(rows)
+            for photo in photos:
+                self._record(dict(photo.info))
         return path
 
     def faces_total(self) -> int:
@@ -219,7 +255,7 @@ class IndexStore:
         )
         if run is not None:
             manifest["runs"] = [*manifest.get("runs", []), run]
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1, default=str))
+        paths.atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1, default=str), private=True)
         self.manifest = manifest
         return manifest
 
@@ -229,4 +265,34 @@ class IndexStore:
             self._lock = None
 
 
-__all__ = ["IndexStore", "Photo", "schema", "FORMAT", "PHOTO_FIELDS"]
+def _identity(path: Path) -> tuple[int, ...]:
+    """What tells one version of a file from another: any rewrite moves its ctime."""
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Ctrl-C (SIGINT) waits until the block is done, then interrupts as it would have: for steps that must not be
+    split, such as a commit. Only the main thread receives KeyboardInterrupt, so elsewhere nothing is needed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # signals are not ours to handle here (an embedding interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+__all__ = ["IndexStore", "Photo", "schema", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]

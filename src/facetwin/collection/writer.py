@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from facetwin.collection.shards import IndexStore, Photo
+from facetwin.collection.shards import IndexStore, Photo, uninterrupted
 
 DEFAULT_SHARD_PHOTOS = 1000
 
@@ -77,9 +77,10 @@ class ShardWriter:
         """Commit the complete photos waiting (one shard) and refresh the manifest."""
         if not self.ready:
             return
-        self.store.commit(list(self.ready.values()))
-        self.done += len(self.ready)
-        self.ready.clear()
+        with uninterrupted():  # a Ctrl-C waits: the shard and the list of photos still waiting change together
+            self.store.commit(list(self.ready.values()))
+            self.done += len(self.ready)
+            self.ready.clear()
         self.store.write_manifest()
 
     def close(self) -> None:
