@@ -38,7 +38,7 @@ def test_collection_endpoints(model, index):
         missing = httpx.get(f"{url}/v1/faces/999999/thumbnail")
         assert missing.status_code == 404 and "no face 999999" in missing.json()["error"]
         bad = httpx.post(f"{url}/v1/clusters/424242/name", data={"name": "x"})
-        assert bad.status_code == 422 and "no cluster 424242" in bad.json()["error"]
+        assert bad.status_code == 404 and "no cluster 424242" in bad.json()["error"]
         again = httpx.post(f"{url}/v1/clusters/run", timeout=300).json()
         assert again["new_faces"] == 0 and again["clusters"] == doc["clusters"]
     with running(create_app(model, api_key=None)) as url:

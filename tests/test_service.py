@@ -175,7 +175,7 @@ def test_unknown_route_is_json_404(client):
 
 def test_people_without_gallery_is_503(client):
     r = client.get("/v1/people")
-    assert r.status_code == 503 and "--gallery" in r.json()["error"]
+    assert r.status_code == 503 and "no gallery" in r.json()["error"] and "--" not in r.json()["error"]
 
 
 # ---------------------------------------------------------------------------- embed, page, docs

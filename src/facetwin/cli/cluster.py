@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from facetwin.core.paths import printable
 from facetwin.errors import FacetwinError
 
+SHOWN = 50  # clusters printed (all of them with --json)
 ACTIONS = {
     "name": "name INDEX_DIR CLUSTER_ID NAME",
     "merge": "merge INDEX_DIR CLUSTER_ID CLUSTER_ID...",
@@ -33,7 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--min-faces", type=int, default=2, metavar="K",
                    help="smallest new cluster; smaller groups are noise (default 2)")
     p.add_argument("--fresh", action="store_true", help="re-cluster everything except the named clusters")
-    p.add_argument("--gallery", metavar="FILE", help="the gallery to export named clusters into (export)")
+    p.add_argument("--gallery", metavar="FILE",
+                   help="export: the gallery to enrol named clusters into; otherwise the gallery whose nearest person "
+                   "the summary names for each cluster (default: the model's default gallery, if it exists)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -62,7 +66,7 @@ def _run(args) -> int:
             raise FacetwinError("cluster export needs --gallery FILE.")
         result = people.export_gallery(root, args.gallery)
         print(json.dumps(result) if args.json else f"enrolled {result['enrolled']} face(s) of {result['people']} "
-              f"named people into {args.gallery} ({result['already_enrolled']} already there)")
+              f"named people into {printable(args.gallery)} ({result['already_enrolled']} already there)")
         return 0
     if not rest or (action == "name" and len(rest) != 2):
         raise FacetwinError(f"usage: facetwin cluster {ACTIONS[action]}.")
@@ -75,23 +79,38 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(result))
     for c in [] if args.json else result:
-        print(f"cluster {c['id']}: {c['faces']} face(s)" + (f", {c['name']}" if c["name"] else ""))
+        print(f"cluster {c['id']}: {c['faces']} face(s)" + (f", {printable(c['name'])}" if c["name"] else ""))
     return 0
 
 
 def _show(summary: dict, args, root: str) -> int:
+    """The summary, and for each cluster shown who is likely in it and a sample photo (:func:`people.describe`)."""
+    from facetwin.collection import people
+
+    shown = summary["list"] if args.json else summary["list"][:SHOWN]
+    described, gallery = people.describe(root, shown, gallery=args.gallery)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({**summary, "list": described, "gallery": gallery}))
         return 0
     extra = ""
     if "new_faces" in summary:
         extra = (f"; {summary['new_faces']} new face(s), {summary['joined']} joined existing clusters, "
                  f"{summary['new_clusters']} new cluster(s)")
     cut = f" (merge distance {summary['merge_distance']:.3f})" if summary.get("merge_distance") else ""
-    print(f"{root}: {summary['faces']} faces in {summary['clusters']} clusters ({summary['named']} named), "
+    print(f"{printable(root)}: {summary['faces']} faces in {summary['clusters']} clusters ({summary['named']} named), "
           f"{summary['noise']} noise{extra}{cut}")
-    for c in summary["list"][:50]:
-        print(f"  cluster {c['id']:>5}: {c['faces']:>5} faces  {c['name'] or ''}")
-    if len(summary["list"]) > 50:
-        print(f"  ... {len(summary['list']) - 50} more (facetwin cluster list {root} --json)")
+    if gallery is not None:
+        print(f"  likely: the nearest person of {printable(gallery)} within the model's threshold")
+    for c in described:
+        parts = [printable(c["name"])] if c["name"] else []
+        likely = c["likely"]
+        if likely is not None:
+            who, distance = printable(likely["person"]), likely["distance"]
+            parts.append(f"likely {who} ({distance:.3f})" if likely["within_threshold"]
+                         else f"nobody enrolled (nearest {who}, {distance:.3f})")
+        if c["sample"]:
+            parts.append(f"e.g. {printable(c['sample'])}")
+        print(f"  cluster {c['id']:>5}: {c['faces']:>5} faces  " + "; ".join(parts))
+    if len(summary["list"]) > SHOWN:
+        print(f"  ... {len(summary['list']) - SHOWN} more (facetwin cluster list {printable(root)} --json)")
     return 0

@@ -29,6 +29,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from facetwin.cli.options import describe_face
     from facetwin.collection.find import Finder
+    from facetwin.core.paths import printable
     from facetwin.errors import FacetwinError
 
     if args.top_k < 1:
@@ -41,5 +42,5 @@ def _run(args) -> int:
     print(f"{len(result.hits)} photo(s) within distance {result.threshold:.4f} among {result.faces_searched} faces")
     for hit in result.hits:
         box = ", ".join(f"{v:.0f}" for v in hit.box)
-        print(f"{hit.distance:.4f}  {hit.path}  face {hit.face} [{box}]")
+        print(f"{hit.distance:.4f}  {printable(hit.path)}  face {hit.face} [{box}]")
     return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.collection.originals import roots_of
 from facetwin.collection.scan import survey
 from facetwin.collection.shards import IndexStore
 from facetwin.collection.writer import DEFAULT_SHARD_PHOTOS, ShardWriter
@@ -38,11 +39,10 @@ class IndexSummary:
 
 
 def _ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Ray is installed (not imported: importing it costs seconds, and the run may not need it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 def choose_engine(engine: str, todo: int, workers: int | None, address: str | None) -> str:
@@ -85,6 +85,7 @@ def index(
         manifest_source = _recorded_source(out)
         source = str(model) if model is not None else (manifest_source or DEFAULT_BACKBONE)
         loaded = load(source)
+    photos = [photos] if isinstance(photos, str | Path) else list(photos)
     store = IndexStore(out, loaded, write=True)
     try:
         surveyed = survey(photos, skip=out)
@@ -125,8 +126,9 @@ def index(
             "photos_per_second": round(writer.done / seconds, 3) if seconds > 0 else None,
             "skipped": sum(surveyed.skipped.values()), **details,
         }
-        roots = {str(Path(os.path.abspath(p))) for p in ([photos] if isinstance(photos, str | Path) else photos)}
-        store.manifest["roots"] = sorted(set(store.manifest.get("roots", [])) | {r for r in roots if Path(r).is_dir()})
+        folders, places = roots_of(photos, [c.path for c in found])
+        for key, new in (("roots", folders), ("photo_roots", places)):  # photos are shown only from photo_roots
+            store.manifest[key] = sorted(set(store.manifest.get(key, [])) | new)
         manifest = store.write_manifest(run)
         return IndexSummary(
             index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=writer.done,

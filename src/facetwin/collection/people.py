@@ -3,7 +3,9 @@
 ``cluster_index`` is what ``facetwin cluster INDEX_DIR`` runs. The first run clusters every face; later runs keep
 every existing cluster and its id, let the faces added since (and earlier noise) join the clusters they match, and
 make new clusters of the rest (:func:`facetwin.collection.cluster.update`). ``fresh=True`` re-clusters everything
-except the named clusters. Named, merged and split clusters therefore survive every later run.
+except the named clusters. Named, merged and split clusters therefore survive every later run. Cluster names follow
+the rules of person names (:func:`facetwin.core.validate.person_name`) wherever they enter, and :func:`describe`
+says who is likely in each cluster (the nearest person of the model's default gallery) with a sample photo.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from facetwin.collection.cluster import (
 )
 from facetwin.collection.cluster_graph import knn_graph
 from facetwin.collection.index_faces import IndexFaces, read_faces
+from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 
 METHOD = "average linkage on the k-NN graph, cut where the model's calibrated P(same) is 0.97"
@@ -111,9 +114,9 @@ def _loaded(root) -> store.ClusterTable:
 
 def _name(root: str | Path, cluster_id: int, person: str) -> dict:
     """Name a cluster (an empty name removes the name)."""
+    person = person_name(person) if str(person).strip() else ""
     table = _loaded(root)
     table.check(cluster_id, store.path_of(root))
-    person = " ".join(str(person).split())
     if person:
         table.names[cluster_id] = person
     else:
@@ -124,17 +127,16 @@ def _name(root: str | Path, cluster_id: int, person: str) -> dict:
 
 def _merge(root: str | Path, cluster_ids: list[int]) -> dict:
     """Merge clusters into the first one; it keeps its name, else takes the first name among the others."""
-    table = _loaded(root)
     if len(set(cluster_ids)) < 2:
         raise FacetwinError("merge needs at least two different cluster ids.")
-    for cid in cluster_ids:
-        table.check(cid, store.path_of(root))
+    table = _loaded(root)
+    table.check(cluster_ids, store.path_of(root))
     target = cluster_ids[0]
     table.clusters[np.isin(table.clusters, cluster_ids)] = target
-    named = [table.names[c] for c in cluster_ids if c in table.names]
+    named = [table.names[c] for c in dict.fromkeys(cluster_ids) if c in table.names]
     if named:
         table.names[target] = named[0]
-    for cid in cluster_ids[1:]:
+    for cid in set(cluster_ids) - {target}:
         table.names.pop(cid, None)
     store.save(root, table)
     return {"id": target, "name": table.names.get(target), "faces": table.sizes()[target]}
@@ -187,16 +189,23 @@ def named_faces(root: str | Path) -> dict[str, tuple[np.ndarray, list[str]]]:
 
 
 def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
-    """Enrol every named cluster into a gallery under its name (photos already enrolled for that name skipped)."""
+    """Enrol every named cluster into a gallery under its name (photos already enrolled for that name skipped).
+    Everything is read and checked before the gallery is opened: a refused export creates or changes no file."""
     from facetwin.gallery import Gallery
+    from facetwin.loading import load
 
+    named = named_faces(root)
+    if not named:
+        raise FacetwinError(f"{Path(root)}: no cluster has a name yet, so there is nothing to export "
+                            "(name one with `facetwin cluster name`).")
     model = read_faces(root, embeddings=False).model
-    gallery = Gallery(gallery_path, model.get("source") or None)
-    if gallery.model.fingerprint != model.get("fingerprint"):
-        raise FacetwinError(f"{gallery_path}: this gallery's model differs from the model of the index {root}.")
+    loaded = load(str(model["source"]))
+    if loaded.fingerprint != model["fingerprint"]:
+        raise FacetwinError(f"{Path(root)}: the index was made with another model than '{model['source']}' is now.")
+    gallery = Gallery(gallery_path, loaded)
     known = gallery.sources()
     people, sources, skipped = {}, {}, 0
-    for person, (vecs, digests) in named_faces(root).items():
+    for person, (vecs, digests) in named.items():
         new = [k for k, d in enumerate(digests) if (person, d) not in known]
         skipped += len(digests) - len(new)
         if new:
@@ -206,34 +215,94 @@ def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
 
 
 
-def _locked(root):
+def _locked(root, wait: float | None):
     """The clusters lock of an index (checked to be an index first, so a wrong folder gets the index error)."""
     if not (Path(root) / "manifest.json").is_file():
         read_faces(root)  # raises: not a facetwin index
-    return store.locked(root)
+    return store.locked(root, wait)
 
 
-def cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
+def cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False,
+                  wait: float | None = None) -> dict:
     """Cluster the faces of the index at ``root`` (incrementally when it was clustered before); saves and
-    returns a summary."""
-    with _locked(root):
+    returns a summary. ``wait``: seconds to wait for another run holding the table (None: as long as it takes)."""
+    with _locked(root, wait):
         return _cluster_index(root, min_faces=min_faces, fresh=fresh)
 
 
-def name(root: str | Path, cluster_id: int, person: str) -> dict:
+def name(root: str | Path, cluster_id: int, person: str, *, wait: float | None = None) -> dict:
     """Name a cluster (an empty name removes the name)."""
-    with _locked(root):
+    with _locked(root, wait):
         return _name(root, cluster_id, person)
 
 
-def merge(root: str | Path, cluster_ids: list[int]) -> dict:
+def merge(root: str | Path, cluster_ids: list[int], *, wait: float | None = None) -> dict:
     """Merge clusters into the first one; it keeps its name, else takes the first name among the others."""
-    with _locked(root):
+    with _locked(root, wait):
         return _merge(root, cluster_ids)
 
 
-def split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None) -> list[dict]:
+def split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None, *,
+          wait: float | None = None) -> list[dict]:
     """Split a cluster: the given faces become a new cluster, or (none given) the cluster is re-cut at
     ``SPLIT_SCALE`` × the threshold; the biggest part keeps the id and the name."""
-    with _locked(root):
+    with _locked(root, wait):
         return _split(root, cluster_id, face_ids)
+
+
+def describe(
+    root: str | Path, clusters: list[dict], *, gallery: str | Path | None = None
+) -> tuple[list[dict], str | None]:
+    """``clusters`` (items of :func:`summary`) with, for each, ``sample``: the photo of its most typical face (the
+    one nearest the cluster's mean), and ``likely``: the nearest person of ``gallery`` (default: the index model's
+    default gallery, when there is one) to that mean, with the distance and whether it is within the model's
+    threshold (None without a gallery or people); and the gallery used (None: none)."""
+    if not clusters:
+        return clusters, None
+    faces = read_faces(root)
+    labels = _loaded(root).lookup(faces.face_ids)
+    order = np.argsort(labels, kind="stable")  # the rows of each cluster, found by bisection: no pass per cluster
+    ranked = labels[order]
+    people = _gallery_of(faces.model, gallery)
+    out = []
+    for item in clusters:
+        lo, hi = np.searchsorted(ranked, [item["id"], item["id"] + 1])
+        rows = order[lo:hi]
+        if not len(rows):
+            out.append({**item, "sample": None, "likely": None})
+            continue
+        vectors = faces.embeddings[rows]
+        if faces.model.get("distance") == "cosine":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        centre = vectors.mean(axis=0)
+        typical = rows[int(np.argmin(np.linalg.norm(vectors - centre, axis=1)))]
+        likely = None
+        if people is not None:
+            found = people.search(centre, top_k=1)
+            if found.matches:
+                best = found.matches[0]
+                likely = {"person": best.person, "distance": round(best.distance, 4),
+                          "within_threshold": found.person != "unknown"}
+        out.append({**item, "sample": faces.paths[typical], "likely": likely})
+    return out, str(people.path) if people is not None else None
+
+
+def _gallery_of(model: dict, path: str | Path | None):
+    """The gallery to say who is likely in a cluster: ``path``, or the model's default gallery if it exists; None
+    when there is none, it is empty or cannot be read."""
+    from facetwin.gallery import Gallery
+    from facetwin.gallery.location import default_gallery
+    from facetwin.loading import is_run_dir, load
+
+    try:
+        loaded = load(str(model["source"]))
+        if loaded.fingerprint != model["fingerprint"]:
+            return None
+        if path is None:
+            path = default_gallery(loaded.source, loaded.fingerprint, is_run=is_run_dir(loaded.source))
+        if not Path(path).is_file():
+            return None
+        gallery = Gallery(path, loaded, create=False)
+        return gallery if gallery.stats()["embeddings"] else None
+    except FacetwinError:
+        return None

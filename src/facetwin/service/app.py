@@ -35,7 +35,7 @@ from facetwin.loading import load
 from facetwin.model import Model
 from facetwin.service.collection import CollectionView
 from facetwin.service.collection import router as collection_router
-from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, UploadLimit, error_response, web_message
+from facetwin.service.http_errors import DEFAULT_MAX_UPLOAD, ServiceError, UploadLimit, error_response
 from facetwin.service.limits import Limits
 from facetwin.service.routes import Backend, router
 from facetwin.service.security import Gate, ReadTimeout
@@ -98,6 +98,8 @@ def create_app(
     app.add_middleware(ReadTimeout, read_timeout=read_timeout, body_deadline=body_deadline)
     app.add_middleware(Gate, api_key=api_key, allowed_hosts=tuple(allowed_hosts))  # outermost
     app.state.collection = CollectionView(index_path) if index_path is not None else None
+    if index_path is not None:
+        app.state.backend.private.append(Path(index_path))
     _add_error_handlers(app)
     _add_pages(app, swagger)
     app.include_router(router)
@@ -137,7 +139,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FacetwinError)
     async def _facetwin_error(request: Request, exc: FacetwinError):
-        return error_response(422, web_message(str(exc)))
+        return error_response(422, app.state.backend.web(str(exc)))
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 
 from facetwin.collection.find import Finder
+from facetwin.collection.originals import shown_path
 from facetwin.core.jsonsafe import json_safe
 from facetwin.service.http_errors import error_responses
 from facetwin.service.limits import read_uploads
@@ -30,14 +31,19 @@ def add_find(app: FastAPI, index_dir: str | Path) -> None:
         image: Annotated[UploadFile, File(description="a photo of the person (its main face)")],
         top_k: Annotated[int, Form(ge=1, le=1000, description="at most this many photos")] = 20,
     ):
-        """Photos best first, each with its best face's box ``[x, y, w, h]`` and distance, down to the threshold."""
+        """Photos best first, each with its best face's box ``[x, y, w, h]``, distance and ``face_id`` (for
+        ``/v1/faces/{face_id}/thumbnail``), down to the threshold. ``path`` starts at the folder that was indexed
+        (``Photos/2019/a.jpg``): the server's own folders are never shown."""
         (upload,) = await read_uploads([image], "image", svc.limits)
         async with svc.budget.reserve(upload.pixels):
             rgb = await svc.decode(upload)
             doc = json_safe(await svc.run(svc.finder.find, rgb, top_k, name=upload.label))
             del rgb
+        roots = svc.finder.roots
+        for hit in doc["hits"]:  # no server folders in answers: each photo from the folder that was indexed
+            hit["path"] = shown_path(hit["path"], roots)
         doc["file"] = upload.label
-        doc["index"] = Path(index_dir).name  # no server paths in answers
+        doc["index"] = Path(index_dir).name
         return doc
 
     app.include_router(router)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import time
+from pathlib import Path
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
-_CLI_HINT = re.compile(r"\s*\(use --no-face[^)]*\)")
+SMALL_BODY = 64 * 2**10  # the cluster routes take a name or a list of ids: a few kB at most
+SMALL_BODY_PATHS = ("/v1/clusters",)
+LINGER = 2.0  # seconds a refused body is still read (and dropped) after the 413, so the client sees the answer
+LINGER_BYTES = 64 * 2**20
+_CLI_ADVICE = re.compile(r"\s*\((?:[^()]*`[^()]*|[^()]*\s--[a-z][^()]*|--[a-z][^()]*)\)")  # "(run `...`)", "(use --x)"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:;,'\"()]+/)*([^\s/:;,'\"()]+)")  # server paths: file name only
 
 
 class ErrorBody(BaseModel):
@@ -65,11 +74,11 @@ class BodyGuard:
     def __init__(self, app) -> None:
         self.app = app
 
-    def watch(self, receive):
+    def watch(self, receive, scope):
         """An ``async`` receive that raises :class:`BodyTripped` when the body breaks this guard's rule."""
         raise NotImplementedError
 
-    def sentence(self) -> str:
+    def sentence(self, scope) -> str:
         raise NotImplementedError
 
     async def __call__(self, scope, receive, send) -> None:
@@ -80,7 +89,7 @@ class BodyGuard:
 
     async def guard(self, scope, receive, send) -> None:
         state = {"tripped": False, "started": False}
-        watched = self.watch(receive)
+        watched = self.watch(receive, scope)
 
         async def tracked_receive():
             try:
@@ -102,11 +111,16 @@ class BodyGuard:
             if not state["tripped"]:
                 raise
         if state["tripped"] and not state["started"]:
-            await send_error(send, self.status, self.sentence())
+            await send_error(send, self.status, self.sentence(scope))
 
 
 class UploadLimit(BodyGuard):
-    """ASGI middleware: 413 when the body is over ``limit`` bytes, by Content-Length or counted while reading."""
+    """ASGI middleware: 413 when the body is over ``limit`` bytes (``SMALL_BODY`` on the cluster routes), by
+    Content-Length or counted while reading.
+
+    A body declared too large is answered at once, before any of it is read, with ``Connection: close``; what the
+    client may still be sending is read and dropped for at most ``LINGER`` seconds after the answer, so that it
+    reads the 413 rather than a connection reset."""
 
     status = 413
 
@@ -114,8 +128,14 @@ class UploadLimit(BodyGuard):
         super().__init__(app)
         self.limit = int(limit)
 
-    def sentence(self) -> str:
-        return f"the upload is larger than the {self.limit / 2**20:g} MB this server accepts."
+    def limit_for(self, scope) -> int:
+        return min(self.limit, SMALL_BODY) if scope.get("path", "").startswith(SMALL_BODY_PATHS) else self.limit
+
+    def sentence(self, scope) -> str:
+        limit = self.limit_for(scope)
+        if limit < self.limit:
+            return f"the request body is larger than the {limit // 2**10} kB this endpoint accepts."
+        return f"the upload is larger than the {limit / 2**20:g} MB this server accepts."
 
     async def guard(self, scope, receive, send) -> None:
         for key, value in scope.get("headers", ()):
@@ -124,39 +144,49 @@ class UploadLimit(BodyGuard):
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.limit:
-                    await self._drain(receive)
-                    await send_error(send, self.status, self.sentence())
+                if declared > self.limit_for(scope):
+                    await self._refuse_now(scope, receive, send)
                     return
         await super().guard(scope, receive, send)
 
-    def watch(self, receive):
-        received = 0
+    def watch(self, receive, scope):
+        limit, received = self.limit_for(scope), 0
 
         async def counted_receive():
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise BodyTripped()
             return message
 
         return counted_receive
 
-    async def _drain(self, receive, cap: int = 64 * 2**20) -> None:
-        """Read (and drop) what the client already sent, up to ``cap``, so it gets the 413 rather than a reset."""
-        seen = 0
-        while seen <= cap:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
+    async def _refuse_now(self, scope, receive, send) -> None:
+        """The whole 413 goes out now; the response (and the connection) ends when the client stops sending, or
+        after ``LINGER`` seconds."""
+        response = error_response(self.status, self.sentence(scope), headers={"Connection": "close"})
+        await send({"type": "http.response.start", "status": self.status, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        deadline, seen = time.monotonic() + LINGER, 0
+        while seen <= LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=left)
+            except Exception:  # noqa: BLE001 - a stalled, closed or broken client: stop listening
+                break
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
             seen += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def web_message(message: str) -> str:
-    """A library message without the CLI's advice (a web client has no ``--no-face`` flag)."""
-    message = _CLI_HINT.sub("", message).strip()
+def web_message(message: str, private: tuple[str | Path, ...] = ()) -> str:
+    """A library sentence for a web client: no advice about command-line flags or commands (a web client has
+    none), and no server folders: each of ``private`` (an index, a gallery) is shown by its name, any other
+    absolute path by its file name."""
+    for path in private:
+        for form in {str(path), os.path.realpath(path)}:
+            message = message.replace(form, Path(form).name)
+    message = _ABSOLUTE_PATH.sub(lambda m: m.group(1), _CLI_ADVICE.sub("", message)).strip()
     return message if message.endswith(".") else message + "."

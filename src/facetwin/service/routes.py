@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -23,6 +24,7 @@ from facetwin.errors import FacetwinError
 from facetwin.gallery import Gallery
 from facetwin.gallery.db import GalleryBusy
 from facetwin.gallery.results import IDENTIFY_TOP_K, MAX_IDENTIFY_TOP_K
+from facetwin.loading import is_run_dir
 from facetwin.model import Model
 from facetwin.service.http_errors import ServiceError, error_responses, web_message
 from facetwin.service.limits import Limits, PixelBudget, Upload, read_uploads
@@ -50,6 +52,7 @@ class Backend:
         self.decoding = threading.BoundedSemaphore(self.limits.decodes)
         self.workers = workers or Workers(model)
         self.lock = threading.Lock()  # for a gallery whose model is not ``model``
+        self.private: list[Path] = [gallery.path] if gallery is not None else []  # shown by name, never in full
 
     async def run(self, method, *args, using: Model | None = None, timing: dict | None = None, **kwargs):
         """``model.method(*args, **kwargs)`` (``method`` a name; a callable is called as it is) in the thread pool
@@ -73,27 +76,25 @@ class Backend:
         try:
             return await run_in_threadpool(locked)
         except FacetwinError as exc:  # the images decoded: what is left is a photo without a face
-            raise ServiceError(422, web_message(str(exc))) from None
+            raise ServiceError(422, self.web(str(exc))) from None
 
     async def io(self, fn, *args, **kwargs):
         """A gallery call in the thread pool, never under the model lock; busy → 503 + Retry-After."""
         try:
             return await run_in_threadpool(fn, *args, **kwargs)
         except GalleryBusy as exc:
-            raise ServiceError(503, self._private(str(exc)), {"Retry-After": RETRY_AFTER}) from None
+            raise ServiceError(503, self.web(str(exc)), {"Retry-After": RETRY_AFTER}) from None
         except FacetwinError as exc:
             status = 404 if "no person named" in str(exc) else 500
-            raise ServiceError(status, self._private(str(exc))) from None
+            raise ServiceError(status, self.web(str(exc))) from None
 
-    def _private(self, message: str) -> str:
-        """A gallery message without the server's folders (the file's name only)."""
-        if self.gallery is not None:
-            message = message.replace(str(self.gallery.path), self.gallery.path.name)
-        return web_message(message)
+    def web(self, message: str) -> str:
+        """A library sentence as a web answer: the gallery and index by name only, no command-line advice."""
+        return web_message(message, tuple(self.private))
 
     def need_gallery(self) -> Gallery:
         if self.gallery is None:
-            raise ServiceError(503, "this server has no gallery; start it with --gallery FILE to enroll and identify.")
+            raise ServiceError(503, "this server has no gallery, so it cannot enroll, identify or list people.")
         return self.gallery
 
     async def decode(self, upload: Upload):
@@ -119,6 +120,12 @@ class Backend:
         return crop, size
 
 
+def shown_source(model: Model) -> str:
+    """The model as a web answer names it: a backbone name, or a trained run by its folder's name (never the
+    server's path to it)."""
+    return Path(model.source).name if is_run_dir(model.source) else model.source
+
+
 def backend(request: Request) -> Backend:
     return request.app.state.backend
 
@@ -139,7 +146,7 @@ async def healthz(svc: Service, request: Request):
     model = svc.model
     return {
         "status": "ok",
-        "model": model.source,
+        "model": shown_source(model),
         "fingerprint": model.fingerprint,
         "distance": model.distance,
         "threshold": model.threshold if math.isfinite(model.threshold) else None,
@@ -167,9 +174,7 @@ async def verify(
     """
     model = svc.model
     if not math.isfinite(model.threshold):
-        raise ServiceError(
-            503, f"model {model.source} has no decision threshold; serve a trained run (--model RUN_DIR)."
-        )
+        raise ServiceError(503, f"model {shown_source(model)} has no decision threshold to tell same from different.")
     ua, ub = await read_uploads([a], "a", svc.limits) + await read_uploads([b], "b", svc.limits)
     if ua.pixels + ub.pixels > svc.limits.request_pixels:
         raise ServiceError(
@@ -185,7 +190,7 @@ async def verify(
     doc = json_safe(result)
     for face, size in zip(doc["faces"], sizes, strict=True):
         face.update(size)
-    doc["model"] = model.source
+    doc["model"] = shown_source(model)
     doc["seconds"] = round(timing["seconds"], 4)  # detection + embedding (decoding and queueing excluded)
     return doc
 
@@ -207,7 +212,7 @@ async def embed(svc: Service, image: Annotated[UploadFile, File(description="a p
         "dim": int(vector.shape[0]),
         "distance": model.distance,
         "face": face,
-        "model": model.source,
+        "model": shown_source(model),
         "fingerprint": model.fingerprint,
     }
 

@@ -81,8 +81,8 @@ class Gate:
         host = headers.get("host", "")
         if host_name(host) not in self.allowed:
             return 403, (
-                f"Host '{host[:100]}' is not this server: without an API key it answers only to "
-                "localhost, 127.0.0.1 and [::1] (add names with --allow-host, or set FACETWIN_API_KEY)."
+                f"Host '{host[:100]}' is not this server: without an API key it answers only to its own names "
+                "(localhost, 127.0.0.1, [::1] and those its operator allowed)."
             ), {}
         if method not in SAFE_METHODS and not self._same_origin(headers, host):
             return 403, "cross-origin request refused: only the server's own page may change or upload.", {}
@@ -136,13 +136,13 @@ class ReadTimeout(BodyGuard):
         self.read_timeout = float(read_timeout)
         self.body_deadline = float(body_deadline)
 
-    def sentence(self) -> str:
+    def sentence(self, scope) -> str:
         return (
             f"the request body stalled: nothing arrived for {self.read_timeout:g} s, or it took longer than "
             f"{self.body_deadline:g} s."
         )
 
-    def watch(self, receive):
+    def watch(self, receive, scope):
         deadline = time.monotonic() + self.body_deadline
         done = False
 

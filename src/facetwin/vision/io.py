@@ -74,12 +74,17 @@ def image_size(data: bytes, name: str | None = None) -> tuple[int, int]:
         raise FacetwinError(f"{label}: broken image header ({type(exc).__name__}).") from None
 
 
-def load_image(source: str | Path | bytes, name: str | None = None, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(
+    source: str | Path | bytes, name: str | None = None, *, max_pixels: int = MAX_PIXELS,
+    reduce_to: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Decode a file path or raw bytes into an ``(H, W, 3)`` RGB uint8 array.
 
     EXIF orientation is applied; grayscale, RGBA, palette, 16-bit and CMYK images are converted.
     Anything that is not a decodable image (of :data:`FORMATS`) of at most ``max_pixels`` raises
-    :class:`FacetwinError` naming the file.
+    :class:`FacetwinError` naming the file. ``reduce_to`` (width, height): a JPEG is decoded at 1/2, 1/4 or 1/8
+    scale, the smallest still at least that size (Pillow's draft mode: a 64-megapixel photo then costs one), and
+    ``max_pixels`` applies to what is decoded; other formats are decoded whole.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "the uploaded image")
     if isinstance(source, bytes):
@@ -95,12 +100,14 @@ def load_image(source: str | Path | bytes, name: str | None = None, *, max_pixel
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(stream, label) as img:
+                if reduce_to is not None:
+                    img.draft(None, reduce_to)
                 width, height = img.size
                 if width * height > max_pixels:
                     raise FacetwinError(
                         f"{label}: image is {width}×{height} pixels, more than the {max_pixels:,} allowed."
                     )
-                fast = _plain_jpeg(img, source if isinstance(source, bytes) else path)
+                fast = None if reduce_to else _plain_jpeg(img, source if isinstance(source, bytes) else path)
                 if fast is not None:
                     return fast
                 img.load()
