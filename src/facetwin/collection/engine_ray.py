@@ -1,14 +1,16 @@
 """The Ray engine: a Ray Data pipeline, stage 1 (decode + detect + align) as tasks and stage 2 (embed) on actors
 holding one model each; the driver writes the shards. Photos must be readable at the same path on every node.
 
-``workers`` is the number of CPUs used: on a local Ray started here, ``ray.init(num_cpus=workers)``; on a
-cluster (``address``) the cluster's CPUs by default. Both stages ask for one CPU per worker, so Ray Data fuses
+``workers`` is the number of CPUs used: on the private Ray started for the run (:mod:`facetwin.collection.ray_local`:
+127.0.0.1 only, a token of its own, never another cluster, nothing left behind), ``workers`` CPUs; on a cluster the
+user names (``address``) the cluster's CPUs by default. Both stages ask for one CPU per worker, so Ray Data fuses
 them into one operator: each actor decodes, detects, aligns and embeds its blocks with its one model (running
 single-threaded), the crops never cross the object store, and the actors spread over the nodes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from facetwin.collection.engine_local import PREPARE_PHOTOS
 from facetwin.collection.pipeline import Embedder, embed_batch_size, prepare
+from facetwin.collection.ray_local import private_ray
+from facetwin.collection.shards import uninterrupted
 from facetwin.collection.writer import ShardWriter
 from facetwin.errors import FacetwinError
 
@@ -29,8 +33,11 @@ def _runtime_env() -> dict:
     return {"env_vars": env}
 
 
-def start(workers: int | None, address: str | None) -> tuple[object, bool, float]:
-    """Connect to (or start) Ray; returns the module, whether we started it, and the seconds it took."""
+@contextlib.contextmanager
+def connected(workers: int | None, address: str | None):
+    """Ray for one run; yields the module and the seconds it took to start or reach. ``address`` (a cluster the
+    user names) is joined and left; without it, a private Ray of ``workers`` CPUs (default: this machine's) is
+    started and removed afterwards. A Ray this process already runs (``ray.init`` by the caller) is used as it is."""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -38,22 +45,29 @@ def start(workers: int | None, address: str | None) -> tuple[object, bool, float
         raise FacetwinError("Ray is not installed; in a facetwin checkout: pip install -e '.[ray]'.") from None
     began = time.perf_counter()
     if ray.is_initialized():
-        return ray, False, 0.0
+        yield ray, 0.0
+        return
     options = {"runtime_env": _runtime_env(), "logging_level": logging.WARNING, "log_to_driver": False}
-    if address is None and workers is not None:
-        options["num_cpus"] = int(workers)
-    try:
-        ray.init(address=address, include_dashboard=False, **options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FacetwinError(f"cannot start or reach Ray at {address or 'this machine'} ({exc}).") from None
-    return ray, True, time.perf_counter() - began
+    with contextlib.ExitStack() as stack:
+        private = address is None
+        if private:
+            address = stack.enter_context(private_ray(workers or os.cpu_count() or 1))
+        try:
+            # A Ctrl-C inside ray.init leaves Ray threads that crash the process as it exits: on the private Ray
+            # (ready, joined in a second or two) it waits; joining a named cluster may take long, so it does not.
+            with uninterrupted() if private else contextlib.nullcontext():
+                ray.init(address=address, include_dashboard=False, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise FacetwinError(f"cannot reach Ray at {address} ({str(exc).splitlines()[0]}).") from None
+        finally:
+            stack.callback(ray.shutdown)
+        yield ray, time.perf_counter() - began
 
 
 def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, workers: int | None = None,
             address: str | None = None) -> dict:
     """Index ``paths`` on Ray; returns what the run used (workers, start-up seconds)."""
-    ray, started, startup = start(workers, address)
-    try:
+    with connected(workers, address) as (ray, startup):
         import ray.data
 
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress bar says how far it is
@@ -78,10 +92,7 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         )  # Ray Data retries tasks and restarts actors (and their tasks) lost with a worker, by default
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
-        return {"workers": actors, "ray_startup_seconds": round(startup, 3), "ray_address": address or "local"}
-    finally:
-        if started:
-            ray.shutdown()
+        return {"workers": actors, "ray_startup_seconds": round(startup, 3), "ray_address": address or "private"}
 
 
-__all__ = ["run_ray", "start"]
+__all__ = ["run_ray", "connected"]
