@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.cli.options import add_training_options, configure_torch, training_options
 from facetwin.cli.parser import backbone_source, existing_path
+from facetwin.errors import FacetwinError
 
 
 def register(subparsers) -> None:
@@ -36,14 +38,30 @@ def register(subparsers) -> None:
         "keeps the best epoch by held-out AUC and falls back to the frozen backbone when fine-tuning does not help",
     )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true", help="start over in a RUN_DIR that holds a run or checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a RUN_DIR that holds a run or checkpoint, or write into a folder of other files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def _out_is_a_run_or_empty(out: str, overwrite: bool) -> None:
+    """``--out`` may be new, empty or a run (``model.json`` or ``checkpoint.pt``: training asks --resume or
+    --overwrite); a folder of other files (the user's own ``metrics.json``, ``curves.png``...) is refused before
+    any work unless ``--overwrite``."""
+    path = Path(out)
+    if overwrite or not path.is_dir() or any((path / name).exists() for name in ("model.json", "checkpoint.pt")):
+        return
+    if next(path.iterdir(), None) is not None:
+        raise FacetwinError(
+            f"{out}: holds files but no training run, and a run would overwrite some of them (metrics.json, "
+            "curves.png); choose an empty or new --out, or pass --overwrite to write the run into it."
+        )
 
 
 def run(args) -> int:
     from facetwin.training.run import train
 
+    _out_is_a_run_or_empty(args.out, args.overwrite)
     configure_torch(args.threads)
     options = training_options(args)
     if args.adapt:
