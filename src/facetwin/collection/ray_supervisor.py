@@ -5,9 +5,10 @@ facetwin runs this file (by path: it imports nothing of facetwin, so it starts i
 session, so a Ctrl-C in the terminal does not reach it, with a pipe on its stdin. It makes itself the reaper of its
 orphaned descendants (``PR_SET_CHILD_SUBREAPER``), starts ``ray start --head --block`` in a temporary folder of its
 own with every Ray server bound to 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray take the loopback
-address as the node's; ``RAY_ADDRESS`` is dropped, so no other cluster is joined), prints ``address HOST:PORT`` once
-the cluster answers, and waits. When the pipe closes (the facetwin process finished, or died: the kernel closes its
-end), it stops Ray, kills every descendant that is left, and removes its folder. If the supervisor itself is
+address as the node's; ``RAY_ADDRESS`` is dropped, so no other cluster is joined) and a random token of its own
+(``RAY_AUTH_MODE=token``: other local users cannot submit work to it), prints ``address HOST:PORT TOKEN`` once the
+cluster is up, and waits. When the pipe closes (the facetwin process finished, or died: the kernel closes its
+end), it kills every process of the cluster (all are its descendants) and removes its folder. If the supervisor is
 killed, ``ray start`` gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``) and stops its processes.
 
 Usage: ``python ray_supervisor.py CPUS``.
@@ -29,7 +30,7 @@ import time
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT = 120.0  # seconds for the head to answer
-STOP_GRACE = 10.0  # seconds Ray gets to stop its processes before they are killed
+STOP_WITHIN = 10.0  # seconds given to killing every process of the cluster (it takes well under one)
 READY = "Ray runtime started"  # what ``ray start`` prints once the head node (GCS and raylet) is up
 
 
@@ -70,15 +71,10 @@ def _reap() -> None:
             return
 
 
-def _stop(head: subprocess.Popen, temp: str) -> None:
-    """Ray stops its processes (SIGTERM to ``ray start``); whatever is left of them is killed."""
-    if head.poll() is None:
-        head.terminate()
-        try:
-            head.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
-    deadline = time.monotonic() + STOP_GRACE
+def _stop(temp: str) -> None:
+    """Every process below this one killed (Ray keeps nothing worth a graceful stop: the run's results are the
+    shards facetwin wrote), orphans reaped as they come, and the folder removed."""
+    deadline = time.monotonic() + STOP_WITHIN
     while (left := _descendants()) and time.monotonic() < deadline:
         for pid in left:
             try:
@@ -135,7 +131,7 @@ def main(argv: list[str]) -> int:
             pass
         return 0
     finally:
-        _stop(head, temp)
+        _stop(temp)
 
 
 if __name__ == "__main__":
