@@ -118,7 +118,7 @@ def footer(shard: Path, metadata: dict | None, num_rows: int, model: dict) -> tu
         raise bad(shard, f"not a facetwin index shard (its footer has no readable {exc})") from None
     if not whole(first):
         raise bad(shard, f"the footer's first face id {first!r} is not a whole number")
-    made_by = metadata.get(FINGERPRINT_KEY, b"").decode(errors="replace")
+    made_by = printable(metadata.get(FINGERPRINT_KEY, b"").decode(errors="replace"))
     if model and made_by != model.get("fingerprint"):
         raise bad(shard, f"made by another model ({made_by[:12] or 'none named'}) than the one the manifest "
                          f"names ({str(model.get('fingerprint'))[:12]})")
@@ -160,13 +160,13 @@ def schema(shard: Path, arrow_schema, dim: int) -> None:
     for name, kind in COLUMN_TYPES.items():
         found = fields.get(name)
         if found is None or str(found) != kind:
-            raise bad(shard, f"column {name} is {'missing' if found is None else found}, not {kind}")
+            raise bad(shard, f"column {name} is {'missing' if found is None else printable(found)[:80]}, not {kind}")
     for name, width in {**FIXED_LISTS, "embedding": dim}.items():
         found = fields.get(name)
         if not (found is not None and pa.types.is_fixed_size_list(found) and found.list_size == width
                 and found.value_type == pa.float32()):
-            raise bad(shard, f"column {name} is {'missing' if found is None else found}, not {width} float32 numbers "
-                             "a row")
+            shown = "missing" if found is None else printable(found)[:80]
+            raise bad(shard, f"column {name} is {shown}, not {width} float32 numbers a row")
 
 
 def ranges(spans: list[tuple[Path, int, int]]) -> None:
