@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.collection.index_check import matrix
-from facetwin.collection.shards import IndexStore
+from facetwin.collection.shards import IndexStore, index_model
 from facetwin.errors import FacetwinError
 from facetwin.gallery.index import AnnIndex
 
@@ -69,14 +68,8 @@ class Finder:
     """Search one index; reloads (and extends its ANN index) when the index has grown."""
 
     def __init__(self, index_dir: str | Path, model=None):
-        from facetwin.loading import load
-
         self.root = Path(index_dir)
-        store = IndexStore(self.root)
-        source = store.model_info.get("source") or DEFAULT_BACKBONE
-        self.model = load(source) if model is None else load(model) if isinstance(model, str) else model
-        if self.model.fingerprint != store.model_info.get("fingerprint"):
-            raise FacetwinError(f"{self.root}: this index was made with model '{source}', not with the one given.")
+        self.model = index_model(self.root, IndexStore(self.root).model_info, model)
         self._snapshot: _Snapshot | None = None
         self._lock = threading.Lock()
 

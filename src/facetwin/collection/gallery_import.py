@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.collection.index_check import matrix
-from facetwin.collection.shards import IndexStore
+from facetwin.collection.shards import IndexStore, index_model
 from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 
@@ -25,7 +24,7 @@ def import_index(index_dir: str | Path, gallery_path: str | Path | None = None) 
     """
     from facetwin.gallery.location import default_gallery
     from facetwin.gallery.store import Gallery
-    from facetwin.loading import is_run_dir, load
+    from facetwin.loading import is_run_dir
 
     store = IndexStore(index_dir)
     table = store.read_faces(["path", "sha256", "face", "embedding"])  # all checked before any gallery is touched
@@ -43,12 +42,9 @@ def import_index(index_dir: str | Path, gallery_path: str | Path | None = None) 
             unnamed += 1
         else:
             rows[person].append((row, digest))
-    source = store.model_info.get("source") or DEFAULT_BACKBONE
-    model = load(source)
-    if model.fingerprint != store.model_info.get("fingerprint"):
-        raise FacetwinError(f"{index_dir}: the index was made with another model than '{source}' is now.")
+    model = index_model(index_dir, store.model_info)
     if gallery_path is None:
-        gallery_path = default_gallery(source, model.fingerprint, is_run=is_run_dir(source))
+        gallery_path = default_gallery(model.source, model.fingerprint, is_run=is_run_dir(model.source))
     gallery = Gallery(gallery_path, model)
     enrolled = gallery.sources()
     people: dict[str, list] = defaultdict(list)

@@ -27,6 +27,7 @@ from facetwin.collection.cluster import (
 )
 from facetwin.collection.cluster_graph import knn_graph
 from facetwin.collection.index_faces import IndexFaces, read_faces
+from facetwin.collection.shards import index_model
 from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 
@@ -42,25 +43,21 @@ def _scale(faces: IndexFaces) -> tuple[str, float, float]:
         raise FacetwinError(f"{faces.root / 'manifest.json'}: the manifest names no model distance and threshold.")
     slope, intercept = model.get("slope"), model.get("intercept")
     if slope is None or intercept is None:
-        slope, intercept = _calibration(model)
+        slope, intercept = _calibration(faces)
     threshold = float(model["threshold"])
     return model["distance"], threshold, merge_distance(threshold, slope, intercept)
 
 
-def _calibration(model: dict) -> tuple[float | None, float | None]:
+def _calibration(faces: IndexFaces) -> tuple[float | None, float | None]:
     """Logistic calibration of the model that made the index (None, None when it cannot be loaded here)."""
-    return _calibration_of(str(model.get("source") or ""), str(model.get("fingerprint")))
+    return _calibration_of(str(faces.root), str(faces.model.get("source") or ""), str(faces.model.get("fingerprint")))
 
 
 @functools.lru_cache(maxsize=8)
-def _calibration_of(source: str, fingerprint: str) -> tuple[float | None, float | None]:
-    from facetwin.loading import load
-
+def _calibration_of(root: str, source: str, fingerprint: str) -> tuple[float | None, float | None]:
     try:
-        loaded = load(source)
+        loaded = index_model(root, {"source": source, "fingerprint": fingerprint})
     except FacetwinError:
-        return None, None
-    if loaded.fingerprint != fingerprint:
         return None, None
     return loaded.slope, loaded.intercept
 
@@ -192,17 +189,12 @@ def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
     """Enrol every named cluster into a gallery under its name (photos already enrolled for that name skipped).
     Everything is read and checked before the gallery is opened: a refused export creates or changes no file."""
     from facetwin.gallery import Gallery
-    from facetwin.loading import load
 
     named = named_faces(root)
     if not named:
         raise FacetwinError(f"{Path(root)}: no cluster has a name yet, so there is nothing to export "
                             "(name one with `facetwin cluster name`).")
-    model = read_faces(root, embeddings=False).model
-    loaded = load(str(model["source"]))
-    if loaded.fingerprint != model["fingerprint"]:
-        raise FacetwinError(f"{Path(root)}: the index was made with another model than '{model['source']}' is now.")
-    gallery = Gallery(gallery_path, loaded)
+    gallery = Gallery(gallery_path, index_model(root, read_faces(root, embeddings=False).model))
     known = gallery.sources()
     people, sources, skipped = {}, {}, 0
     for person, (vecs, digests) in named.items():
@@ -263,7 +255,7 @@ def describe(
     labels = _loaded(root).lookup(faces.face_ids)
     order = np.argsort(labels, kind="stable")  # the rows of each cluster, found by bisection: no pass per cluster
     ranked = labels[order]
-    people = _gallery_of(faces.model, gallery)
+    people = _gallery_of(faces, gallery)
     out = []
     for item in clusters:
         lo, hi = np.searchsorted(ranked, [item["id"], item["id"] + 1])
@@ -287,17 +279,15 @@ def describe(
     return out, str(people.path) if people is not None else None
 
 
-def _gallery_of(model: dict, path: str | Path | None):
+def _gallery_of(faces: IndexFaces, path: str | Path | None):
     """The gallery to say who is likely in a cluster: ``path``, or the model's default gallery if it exists; None
     when there is none, it is empty or cannot be read."""
     from facetwin.gallery import Gallery
     from facetwin.gallery.location import default_gallery
-    from facetwin.loading import is_run_dir, load
+    from facetwin.loading import is_run_dir
 
     try:
-        loaded = load(str(model["source"]))
-        if loaded.fingerprint != model["fingerprint"]:
-            return None
+        loaded = index_model(faces.root, faces.model)
         if path is None:
             path = default_gallery(loaded.source, loaded.fingerprint, is_run=is_run_dir(loaded.source))
         if not Path(path).is_file():

@@ -25,9 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.collection import index_check as check
 from facetwin.collection.index_check import FINGERPRINT_KEY, FIRST_KEY, FORMAT, PHOTOS_KEY
 from facetwin.core import paths
+from facetwin.core.paths import printable
 from facetwin.errors import FacetwinError
 
 CHECKED_LIMIT = 100_000  # shard versions remembered as checked (an index of 100 M photos at 1,000 a shard)
@@ -265,6 +267,25 @@ class IndexStore:
             self._lock = None
 
 
+def index_model(root: str | Path, record: dict, given=None):
+    """The model that made the index at ``root`` (``record``: the manifest's model; ``given``: a model or source
+    the caller names instead), checked against the fingerprint the manifest records; one sentence naming the
+    manifest when it cannot be loaded here or is another model."""
+    from facetwin.loading import load
+
+    manifest = Path(root) / "manifest.json"
+    source = str(record.get("source") or DEFAULT_BACKBONE)
+    try:
+        model = load(given or source) if given is None or isinstance(given, str | Path) else given
+    except FacetwinError as exc:
+        raise FacetwinError(f"{manifest}: the index's model '{printable(source)}' cannot be loaded here "
+                            f"({str(exc).rstrip('.')}).") from None
+    if model.fingerprint != record.get("fingerprint"):
+        which = "the one given" if given is not None else f"what '{printable(source)}' is here now"
+        raise FacetwinError(f"{manifest}: this index was made with model '{printable(source)}', not with {which}.")
+    return model
+
+
 def _identity(path: Path) -> tuple[int, ...]:
     """What tells one version of a file from another: any rewrite moves its ctime."""
     st = path.stat()
@@ -295,4 +316,4 @@ def uninterrupted():
                 raise KeyboardInterrupt
 
 
-__all__ = ["IndexStore", "Photo", "schema", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]
+__all__ = ["IndexStore", "Photo", "schema", "index_model", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]
