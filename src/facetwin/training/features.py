@@ -117,7 +117,7 @@ def _read_entry(path: Path, dim: int) -> tuple[np.ndarray, str, int] | None:
 def _write_entry(path: Path, feature: np.ndarray, note: str, faces: int) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, feature=np.asarray(feature, dtype=np.float32), note=np.array(note), faces=np.array(int(faces)))
-    paths.atomic_write_bytes(path, buffer.getvalue())
+    paths.atomic_write_bytes(path, buffer.getvalue(), private=True)  # trunk features of faces: owner-only
 
 
 def extract_features(
