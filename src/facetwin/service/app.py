@@ -2,15 +2,21 @@
 
 Every error is JSON ``{"error": "one sentence"}`` with a status that says what went wrong:
 
-- 400 a form field is missing or malformed (or a person's name is not acceptable);
+- 400 a form field is missing or malformed (or a person's or cluster's name is not acceptable);
 - 401 an API key is configured (``FACETWIN_API_KEY``) and the call did not send it
   (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``); only ``/healthz``, the page and its assets are public;
 - 403 without an API key: a ``Host`` that is not this machine, or a change from another origin (``security.py``);
-- 404 unknown person; 408 the request body stalled;
-- 413 the body is over ``max_upload_bytes``, or a photo / the request has more pixels than allowed
+- 404 unknown person, cluster or face, or a face whose photo is no longer the one indexed; 408 the body stalled;
+  409 a clustering run is already going;
+- 413 the body is over ``max_upload_bytes`` (answered at once when Content-Length says so) or, on the cluster
+  routes, over 64 kB or 1,000 ids; or a photo / the request / a thumbnail's photo has more pixels than allowed
   (``limits.py``), or an enrolment has too many photos;
-- 415 an upload is not an image of an accepted format; 422 an image has no face;
-- 503 no gallery configured, the gallery stayed busy (with ``Retry-After``), or no decision threshold (verify).
+- 415 an upload is not an image of an accepted format; 422 an image has no face (or an index call failed);
+- 503 no gallery or index configured, the gallery or the clusters stayed busy (with ``Retry-After``), or no
+  decision threshold (verify).
+
+Answers never name the server's folders or command-line flags: library sentences pass through
+``http_errors.web_message``, which shows the gallery and the index by name only.
 
 ``create_app`` wires the model and gallery it is given into the endpoints of ``routes.py``, and adds
 the error handlers, the security gate, read timeouts, the page and the offline ``/docs``.
