@@ -32,7 +32,7 @@ from facetwin.errors import FacetwinError
 
 from conftest import free_port
 
-FUZZ_SECONDS = 25
+FUZZ_SECONDS = 15
 SEED = 20261206
 
 
