@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--fresh", action="store_true", help="re-cluster everything except the named clusters")
     p.add_argument("--gallery", metavar="FILE",
                    help="export: the gallery to enrol named clusters into; otherwise the gallery whose nearest person "
-                   "the summary names for each cluster (default: the model's default gallery, if it exists)")
+                   "the summary names for each cluster (default: the model's own gallery, if it exists)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
