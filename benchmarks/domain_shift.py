@@ -6,15 +6,19 @@ quality 95 except ``jpeg``, whose own quality-10 encoding is what the file holds
 (the photos as they are) and ``att`` (../shared/data/att_faces, grey 92x112, 40 people: 5 folds of 8 people,
 pairs drawn within each fold). Every row is ``facetwin.evaluation.crosstrain.cross_train_evaluate``: the model
 tested on fold k is trained on the people outside fold k, its threshold is its own validation people's, nothing
-is tuned on a test fold. The three rows share one feature extraction at the cut (``--cut``):
+is tuned on a test fold. Rows:
 
 - ``frozen``: epochs 0, i.e. the backbone itself (the identity-initialised head; threshold from validation people);
-- ``head``: the Siamese head trained on frozen features (the layers after the cut stay frozen);
-- ``finetune``: the head and the pretrained layers after the cut (``--trainable-from``), at ``--trunk-lr``.
-- ``adapt`` (with ``--rows``): exactly what ``facetwin train --adapt`` trains (``training/adapt.py``'s recipe).
+- ``head``: the Siamese head trained on the frozen backbone's features;
+- ``finetune@CUT`` (one per ``--cuts``): the head and the pretrained layers from CUT on, at ``--trunk-lr``;
+- ``adapt``: exactly what ``facetwin train --adapt`` trains (``training/adapt.py``'s recipe).
 
-Usage: ``python benchmarks/domain_shift.py [--shifts lowres,nir,mask,jpeg,clean,att] [--limit N] [--cut stage4]
-[--train-seeds 0,1,2,3,4]``
+Each trained row is compared with ``frozen`` in two ways: at the k-fold threshold (chosen on the other test folds'
+distances, as ``facetwin evaluate`` scores a model: how well it ranks pairs) and at each model's own threshold (what
+a user of the run gets). ``--folds N`` tests on the first N folds only (N trainings per row instead of 5).
+
+Usage: ``python benchmarks/domain_shift.py --backbone arcface-mbf [--shifts lowres,nir,mask,jpeg,clean,att]
+[--rows head,finetune,adapt] [--cuts blocks3,conv_sep] [--folds 2] [--train-seeds 0,1,2]``
 """
 
 from __future__ import annotations
@@ -121,11 +125,23 @@ def build_att(root: Path, limit: int | None, seed: int, folds: int = 5) -> None:
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
 
 
+def _pairs_file(folder: Path, folds: int | None) -> Path:
+    """``folder/pairs.txt``, or a copy holding its first ``folds`` folds (each model is then trained once per fold)."""
+    source = folder / "pairs.txt"
+    if not folds:
+        return source
+    lines = [line for line in source.read_text().splitlines() if line.strip()]
+    total, per_fold = (int(x) for x in lines[0].split())
+    out = folder / f"pairs-first{folds}.txt"
+    out.write_text("\n".join([f"{min(folds, total)}\t{per_fold}", *lines[1 : 1 + 2 * per_fold * folds]]) + "\n")
+    return out
+
+
 ROWS = {
-    "frozen": {"epochs": 0, "augment": 0},  # the backbone itself: no training, so no augmented copies
-    "head": {"trunk_lr": 0.0},
-    "finetune": {},
-    "adapt": None,  # facetwin train --adapt: the recipe of training/adapt.py, whatever --cut and the rates say
+    "frozen": {"epochs": 0, "augment": 0, "trainable_from": None},  # the backbone itself: nothing trains
+    "head": {"trainable_from": None},  # the Siamese head on the frozen backbone's features
+    "finetune": {},  # the head and the trunk from each --cuts stage on (a row per cut: finetune@CUT)
+    "adapt": None,  # facetwin train --adapt: the recipe of training/adapt.py, whatever --cuts and the rates say
 }
 
 
@@ -137,13 +153,14 @@ def run_shift(name: str, folder: Path, args, seed: int) -> dict:
 
     results = {}
     for row in args.rows:
-        if ROWS[row] is None:
-            options = adapt_options(args.backbone, {"seed": seed, "augment": args.augment})
+        kind, _, cut = row.partition("@")
+        if ROWS[kind] is None:
+            options = adapt_options(args.backbone, {"seed": seed, "augment": args.augment, "pairs": args.pairs})
         else:
-            options = {"trainable_from": args.cut, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
-                       "seed": seed, "augment": args.augment, **ROWS[row]}
+            options = {"trainable_from": cut or None, "epochs": args.epochs, "lr": args.lr, "trunk_lr": args.trunk_lr,
+                       "seed": seed, "augment": args.augment, "pairs": args.pairs, **ROWS[kind]}
         t0 = time.perf_counter()
-        r = cross_train_evaluate(folder / "pairs.txt", folder / "images", backbone=args.backbone,
+        r = cross_train_evaluate(_pairs_file(folder, args.folds), folder / "images", backbone=args.backbone,
                                  train_options=options, progress=not args.quiet)
         epoch_s = [f["epoch_seconds"] for f in r["per_fold"] if f.get("epoch_seconds")]
         results[row] = {
@@ -157,12 +174,14 @@ def run_shift(name: str, folder: Path, args, seed: int) -> dict:
               f"kfold-thr acc {r['accuracy_kfold_threshold']:.4f}  AUC {r['auc']:.4f}  EER {r['eer']:.4f}  "
               f"kept epochs {results[row]['kept_epochs']}  epoch {results[row]['epoch_seconds'] or 0:.2f} s  "
               f"({results[row]['seconds']:.0f} s)", flush=True)
-    base = 1 - results["frozen"]["accuracy"]
-    for row in [r for r in args.rows if r != "frozen"]:
-        err = 1 - results[row]["accuracy"]
-        results[row]["error_reduction"] = (base - err) / base if base > 0 else 0.0
-        print(f"  {name:7s} seed {seed} {row:9s} removes {results[row]['error_reduction'] * 100:+.1f} % "
-              f"of the frozen errors ({base * 100:.2f} % -> {err * 100:.2f} %)", flush=True)
+    for key, label in (("accuracy_kfold_threshold", "k-fold threshold"), ("accuracy", "own threshold")):
+        base = 1 - results["frozen"][key]
+        for row in [r for r in args.rows if r != "frozen"]:
+            err = 1 - results[row][key]
+            reduction = (base - err) / base if base > 0 else 0.0
+            results[row]["error_reduction" if key == "accuracy" else "error_reduction_kfold"] = reduction
+            print(f"  {name:7s} seed {seed} {row:9s} removes {reduction * 100:+.1f} % of the frozen errors at the "
+                  f"{label} ({base * 100:.2f} % -> {err * 100:.2f} %)", flush=True)
     return results
 
 
@@ -170,14 +189,17 @@ def seed_summary(name: str, by_seed: dict) -> dict:
     """Mean, min and max over the training seeds of each row's accuracy and share of frozen errors removed."""
     out = {}
     for row in next(iter(by_seed.values())):
-        acc = [r[row]["accuracy"] for r in by_seed.values()]
-        red = [r[row].get("error_reduction", 0.0) for r in by_seed.values()]
-        out[row] = {"accuracy_mean": float(np.mean(acc)), "accuracy_min": float(np.min(acc)),
-                    "accuracy_max": float(np.max(acc)), "error_reduction_mean": float(np.mean(red)),
-                    "error_reduction_min": float(np.min(red)), "error_reduction_max": float(np.max(red))}
-        print(f"  {name:7s} {len(acc)} seeds {row:9s} acc {np.mean(acc):.4f} ({np.min(acc):.4f}-{np.max(acc):.4f})  "
-              f"removes {np.mean(red) * 100:+.1f} % ({np.min(red) * 100:+.1f} to {np.max(red) * 100:+.1f})",
-              flush=True)
+        out[row] = {}
+        for acc_key, red_key in (("accuracy_kfold_threshold", "error_reduction_kfold"),
+                                 ("accuracy", "error_reduction")):
+            acc = [r[row][acc_key] for r in by_seed.values()]
+            red = [r[row].get(red_key, 0.0) for r in by_seed.values()]
+            out[row].update({f"{acc_key}_mean": float(np.mean(acc)), f"{acc_key}_min": float(np.min(acc)),
+                             f"{acc_key}_max": float(np.max(acc)), f"{red_key}_mean": float(np.mean(red)),
+                             f"{red_key}_min": float(np.min(red)), f"{red_key}_max": float(np.max(red))})
+            print(f"  {name:7s} {len(acc)} seeds {row:9s} {acc_key:24s} {np.mean(acc):.4f} ({np.min(acc):.4f}-"
+                  f"{np.max(acc):.4f})  removes {np.mean(red) * 100:+.1f} % ({np.min(red) * 100:+.1f} to "
+                  f"{np.max(red) * 100:+.1f})", flush=True)
     return out
 
 
@@ -186,7 +208,10 @@ def main() -> int:
     p.add_argument("--shifts", default=",".join(ALL), help=f"comma-separated, of {', '.join(ALL)}")
     p.add_argument("--limit", type=int, help="pairs of each kind per fold (lfw-dev has 300; att 150)")
     p.add_argument("--backbone", default="dlib")
-    p.add_argument("--cut", default="stage4", help="--trainable-from of the fine-tuned row")
+    p.add_argument("--cuts", default="stage4", help="comma-separated --trainable-from of the fine-tuned rows "
+                   "(one row finetune@CUT each)")
+    p.add_argument("--folds", type=int, help="use the first N folds of the pairs file only (fewer trainings)")
+    p.add_argument("--pairs", default=None, choices=["fresh", "fixed", "batch"], help="train --pairs")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--trunk-lr", type=float, default=1e-4)
@@ -206,8 +231,10 @@ def main() -> int:
 
     configure_torch(args.threads)
     shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
-    args.rows = ["frozen", *[r.strip() for r in args.rows.split(",") if r.strip() and r.strip() != "frozen"]]
-    if any(r not in ROWS for r in args.rows):
+    asked = [r.strip() for r in args.rows.split(",") if r.strip() and r.strip() != "frozen"]
+    cuts = [c.strip() for c in args.cuts.split(",") if c.strip()]
+    args.rows = ["frozen", *[r2 for r in asked for r2 in ([f"{r}@{c}" for c in cuts] if r == "finetune" else [r])]]
+    if any(r.partition("@")[0] not in ROWS for r in args.rows):
         print(f"unknown row(s) in --rows; choose from {', '.join(ROWS)}.", file=sys.stderr)
         return 2
     bad = [s for s in shifts if s not in ALL]

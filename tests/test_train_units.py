@@ -222,16 +222,18 @@ def test_person_batches_cover_every_row_once_with_pairs_together():
     assert all(len(b) <= 5 for b in batches)  # a group of two never split, so at most one over
 
 
-def test_batch_pairs_take_the_other_photo_and_the_closest_stranger():
+def test_batch_pairs_take_the_other_photo_and_a_random_stranger():
     from facetwin.training.batches import batch_pairs
 
-    e = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.3, 0.0], [9.0, 0.0]])
-    labels = torch.tensor([0, 0, 1, 2, 2])
-    a, b, y = batch_pairs(e, labels)
-    pairs = {(int(i), int(j), float(s)) for i, j, s in zip(a, b, y, strict=True)}
-    assert {(0, 1, 1.0), (1, 0, 1.0), (3, 4, 1.0), (4, 3, 1.0)} <= pairs  # person 1 has no second photo
-    assert (0, 3, 0.0) in pairs and (2, 4, 0.0) in pairs and (4, 2, 0.0) in pairs  # hardest negatives
-    assert len(y) == 4 + 5
+    labels = np.array([0, 0, 1, 2, 2])
+    a, b, y = batch_pairs(labels, np.random.default_rng(0))
+    positives = {(int(i), int(j)) for i, j, s in zip(a, b, y, strict=True) if s == 1}
+    assert positives == {(0, 1), (1, 0), (3, 4), (4, 3)}  # person 1 has no second photo in the batch
+    negatives = [(int(i), int(j)) for i, j, s in zip(a, b, y, strict=True) if s == 0]
+    assert sorted(i for i, _ in negatives) == [0, 1, 2, 3, 4] and all(labels[i] != labels[j] for i, j in negatives)
+    strangers = {int(batch_pairs(labels, np.random.default_rng(seed))[1][-1]) for seed in range(40)}
+    assert strangers == {0, 1, 2}  # image 4's stranger: any photo of another person
+    assert len(batch_pairs(np.array([3, 3]), np.random.default_rng(0))[2]) == 2  # one person: positives only
 
 
 def test_batch_pairs_training_improves_held_out_people():

@@ -57,11 +57,19 @@ def accuracy(distances, same, threshold: float) -> float:
     return float(np.mean((d <= threshold) == s))
 
 
-def best_threshold(distances, same) -> float:
-    """The accuracy-maximising threshold, placed midway between neighbouring distinct distances."""
+def balanced_accuracy(distances, same, threshold: float) -> float:
+    """Mean of the accuracies on same-person and on different-person pairs (each class weighs half)."""
+    d, s = _arrays(distances, same)
+    accept = d <= threshold
+    return float((np.mean(accept[s]) if s.any() else 1.0) + (np.mean(~accept[~s]) if (~s).any() else 1.0)) / 2.0
+
+
+def best_threshold(distances, same, balanced: bool = False) -> float:
+    """The accuracy-maximising threshold (``balanced``: of :func:`balanced_accuracy`, so the share of same-person
+    pairs does not move it), placed midway between neighbouring distinct distances."""
     d, s = _arrays(distances, same)
     far, tar, thresholds = roc(d, s)
-    positives, negatives = s.sum(), (~s).sum()
+    positives, negatives = (1, 1) if balanced else (s.sum(), (~s).sum())
     correct = tar * positives + (1.0 - far) * negatives
     i = int(np.argmax(correct))
     values = thresholds[1:]

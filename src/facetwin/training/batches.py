@@ -4,14 +4,14 @@ The paper's rule (``pairs.py``) embeds four images per training image and epoch 
 pair); with trainable trunk stages that forward and backward pass is most of the cost. Here an epoch is a sequence
 of batches of people, each person with two photos where it has them (:func:`person_batches`); every image is
 embedded once, and inside its batch it forms the paper's two pairs (:func:`batch_pairs`): one with the other photo
-of its person, one with the *closest* photo of another person (the hardest negative the batch offers). Same loss
-(BCE on the logistic unit of the Euclidean distance), a quarter of the trunk work, and negatives that teach.
+of its person, one with a random photo of another person. Same pairs, same loss (BCE on the logistic unit of the
+Euclidean distance), a quarter of the trunk work. (Taking the *closest* stranger of the batch instead, the hardest
+negative, made validation AUC fall from the first epoch on shifted lfw-dev with arcface-mbf: not used.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def person_batches(labels: np.ndarray, rows: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -34,23 +34,23 @@ def person_batches(labels: np.ndarray, rows: np.ndarray, batch_size: int, rng: n
     return batches
 
 
-def batch_pairs(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(a, b, same)`` positions within a batch: for every image with another photo of its person in the batch, that
-    positive pair; for every image with another person in the batch, the pair with the closest such photo."""
-    with torch.no_grad():
-        distances = torch.cdist(embeddings.float(), embeddings.float())
-        same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(labels), dtype=torch.bool)
-        positive = same & ~eye
-        has_positive = positive.any(dim=1)
-        partner = positive.float().argmax(dim=1)
-        other = distances.masked_fill(same, float("inf"))
-        has_negative = torch.isfinite(other).any(dim=1)
-        hardest = other.argmin(dim=1)
-    index = torch.arange(len(labels))
-    a = torch.cat([index[has_positive], index[has_negative]])
-    b = torch.cat([partner[has_positive], hardest[has_negative]])
-    y = torch.cat([torch.ones(int(has_positive.sum())), torch.zeros(int(has_negative.sum()))])
+def batch_pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, same)`` positions within a batch of images with person ``labels``: for every image with another photo
+    of its person in the batch, that positive pair; for every image, a negative pair with a photo of another person
+    drawn uniformly from the batch (none when the batch holds one person only)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~np.eye(n, dtype=bool)
+    has_positive = positive.any(axis=1)
+    partner = positive.argmax(axis=1)
+    scores = np.where(same, -1.0, rng.random((n, n)))  # a random stranger: the largest score off the person
+    has_negative = (~same).any(axis=1)
+    stranger = scores.argmax(axis=1)
+    index = np.arange(n)
+    a = np.concatenate([index[has_positive], index[has_negative]])
+    b = np.concatenate([partner[has_positive], stranger[has_negative]])
+    y = np.concatenate([np.ones(int(has_positive.sum()), np.float32), np.zeros(int(has_negative.sum()), np.float32)])
     return a, b, y
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from facetwin.errors import FacetwinError
-from facetwin.evaluation.metrics import accuracy, auc, best_threshold
+from facetwin.evaluation.metrics import auc, balanced_accuracy, best_threshold
 from facetwin.training import checkpoint as ckpt_io
 from facetwin.training.batches import batch_pairs, person_batches
 from facetwin.training.config import TrainConfig
@@ -68,13 +68,15 @@ def pair_distances(
 def _evaluate(model: Siamese, x, a, b, y, precision) -> dict:
     d = pair_distances(model, x, a, b, precision)
     z = model.slope * d + model.intercept
-    t = best_threshold(d, y)
+    # Validation pairs hold more different-person pairs than same-person ones (every photo gets a negative, only
+    # people with two photos a positive); the balanced rule keeps that share from moving the threshold.
+    t = best_threshold(d, y, balanced=True)
     return {
         "loss": log_loss(z, y),
         "accuracy": float(np.mean((z > 0) == (y > 0.5))),
         "auc": auc(d, y),
         "best_threshold": t,
-        "best_accuracy": accuracy(d, y > 0.5, t),
+        "best_accuracy": balanced_accuracy(d, y > 0.5, t),
         "distances": d,
     }
 
@@ -168,19 +170,19 @@ def _train_epoch_batches(model: Siamese, optimizer, x, plan: PairPlan, c: TrainC
     batch; the history row (no val keys)."""
     t0 = time.perf_counter()
     rng = epoch_rng(c.seed, epoch, stream=4)
-    codes = torch.from_numpy(np.unique(plan.labels, return_inverse=True)[1].astype(np.int64))
+    codes = np.unique(plan.labels, return_inverse=True)[1]
     if x.dim() == 3:  # a bank of augmented copies (row 0 clean): each image draws one copy per epoch
         copies = torch.from_numpy(rng.integers(0, x.shape[0], size=x.shape[1]))
     model.train()
     loss_sum, correct, pairs = 0.0, 0, 0
     for rows in person_batches(plan.labels, plan.train_idx, 2 * c.batch_size, rng):
         index = torch.from_numpy(rows)
+        a, b, y = (torch.from_numpy(v) for v in batch_pairs(codes[rows], rng))
+        if not len(y):
+            continue
         feats = x[copies[index], index] if x.dim() == 3 else x.index_select(0, index)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision == "bf16"):
             e = model.embed(feats).float()
-        a, b, y = batch_pairs(e.detach(), codes[index])
-        if not len(y):
-            continue
         d = euclidean(e[a], e[b])
         z = model.logit(d)
         loss = bce_loss(z, y)

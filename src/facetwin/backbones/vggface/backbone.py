@@ -163,7 +163,7 @@ class VGGFaceBackbone(Backbone):
         """Trainable from a deepface layer index (``vggface/cut.py``; the paper: 34)."""
         from facetwin.backbones.vggface.cut import vggface_cut
 
-        return vggface_cut(self, where)
+        return vggface_cut(self, where, lambda crops: preprocess(crops, self.preprocess))
 
     def pretrained_head(self) -> torch.nn.Module:
         import copy

@@ -5,6 +5,7 @@ weights). ``K < 34`` also trains ``K..34`` (e.g. ``31``: fc6 and fc7)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,11 +16,9 @@ from facetwin.backbones.vggface import network as V
 from facetwin.errors import FacetwinError
 
 
-def vggface_cut(backbone, where) -> Cut:
+def vggface_cut(backbone, where, to_tensor: Callable[[np.ndarray], torch.Tensor]) -> Cut:
     """The :class:`Cut` of a :class:`~facetwin.backbones.vggface.backbone.VGGFaceBackbone` at deepface index
-    ``where`` (layers ``where`` .. split train)."""
-    from facetwin.backbones.vggface.backbone import preprocess
-
+    ``where`` (layers ``where`` .. split train); ``to_tensor`` preprocesses crops as the backbone does."""
     try:
         k = int(where)
     except (TypeError, ValueError):
@@ -43,7 +42,7 @@ def vggface_cut(backbone, where) -> Cut:
         out = []
         with torch.inference_mode():
             for s in range(0, len(crops), backbone.batch_size):
-                out.append(frozen_stack(preprocess(crops[s : s + backbone.batch_size], backbone.preprocess)).float())
+                out.append(frozen_stack(to_tensor(crops[s : s + backbone.batch_size])).float())
         return torch.cat(out).numpy() if out else np.zeros((0, V.feature_dim(k - 1)), np.float32)
 
     return Cut(str(k), frozen, make_tail, int(V.feature_dim(k - 1)))
