@@ -108,11 +108,6 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        # The app does not stop its model workers when uvicorn shuts down (a `facetwin serve` process simply ends);
-        # a test session starts dozens of apps, and each batch-mode worker thread would keep its model alive.
-        backend = getattr(app.state, "backend", None)
-        if backend is not None:
-            backend.workers.close()
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,16 @@ def test_cli_offers_every_mode():
     from facetwin.service.workers import DEFAULT_MODE, MODES
 
     assert WORKERS_MODES == MODES and DEFAULT_MODE in MODES
+
+
+def test_shutdown_stops_the_model_workers(model):
+    """The app's lifespan closes its workers: no batching thread (holding the model) outlives the server."""
+    from facetwin.service.app import create_app
+
+    app = create_app(model, workers_mode="batch", workers=2)
+    thread = app.state.backend.workers.batcher._thread
+    with running(app) as url:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert thread.is_alive()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 from facetwin.evaluation.metrics import verification_report
 from facetwin.evaluation.pairs_file import Pair, read_pairs
@@ -50,7 +51,7 @@ def _present_pairs(pairs: list[Pair], images_dir: Path, skip_missing: bool) -> t
     if missing and not skip_missing:
         p = missing[0]
         gone = p.a if not (images_dir / p.a).is_file() else p.b
-        raise FacetwinError(f"{images_dir / gone}: no such file ({len(missing)} pair(s) have a missing image).")
+        raise FacetwinError(f"{images_dir / gone}: no such file ({count(len(missing), 'pair')} with a missing image).")
     return [p for p in pairs if p not in missing], len(missing)
 
 
@@ -109,7 +110,7 @@ def cross_train_evaluate(
     usable = fs.ok[a_rows] & fs.ok[b_rows]
     if not usable.all() and not skip_missing:
         bad = [f for f, _ in fs.failed][:1]
-        raise FacetwinError(f"{bad[0] if bad else 'a pair image'}: unreadable ({int((~usable).sum())} pair(s)).")
+        raise FacetwinError(f"{bad[0] if bad else 'a pair image'}: unreadable ({count(int((~usable).sum()), 'pair')}).")
     same = np.array([p.same for p in pairs], dtype=bool)
     fold = np.array([p.fold for p in pairs], dtype=np.int64)
     x_all = torch.from_numpy(np.nan_to_num(fs.features))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 
 
@@ -61,7 +62,7 @@ def read_pairs(path: str | Path) -> PairsFile:
     expected = folds * per_fold * 2
     if len(body) != expected:
         raise FacetwinError(
-            f"{path}: the header announces {folds} fold(s) of {per_fold} same + {per_fold} different pairs "
+            f"{path}: the header announces {count(folds, 'fold')} of {per_fold} same + {per_fold} different pairs "
             f"({expected} lines), but the file has {len(body)} pair lines."
         )
     pairs = []

@@ -65,6 +65,9 @@ def score_pairs(
         raise FacetwinError(f"{images_dir}: no such images folder.")
     files = sorted({p.a for p in pairs.pairs} | {p.b for p in pairs.pairs})
     paths = [images_dir / f for f in files]
+    if not any(path.is_file() for path in paths):
+        raise FacetwinError(f"{images_dir}: holds none of the {count(len(files), 'image')} that {pairs_file} names "
+                            f"(the first: {files[0]}); is it the images folder of these pairs?")
     fs = extract_features(
         model.backbone, paths, batch_size=batch_size, progress=progress, desc="embedding", face=model.face_rule
     )
@@ -75,9 +78,9 @@ def score_pairs(
         failed += [(f, f"{f}: no face found.") for f in fs.no_face]
         ok &= np.array([str(f) not in no_face_rows for f in paths])
     if failed and not skip_missing:
-        listed = "; ".join(message for _, message in failed[:EXAMPLES])
         raise FacetwinError(
-            f"{len(failed)} of {len(files)} images of {pairs_file} cannot be used ({listed}); "
+            f"{len(failed)} of {count(len(files), 'image')} of {pairs_file} cannot be used (the first: "
+            f"{failed[0][1].rstrip('.')}); "
             "fix them or pass --skip-missing to drop their pairs."
         )
     embeddings = np.full((len(files), model.embedding_dim), np.nan, dtype=np.float32)
@@ -202,5 +205,5 @@ def summary(result: dict) -> str:
     if result["no_face"]["count"]:
         lines.append(f"no face found in {count(result['no_face']['count'], 'image')}: {result['no_face']['action']}")
     if result.get("skipped_pairs"):
-        lines.append(f"{result['skipped_pairs']} pair(s) skipped for unusable images")
+        lines.append(f"{count(result['skipped_pairs'], 'pair')} skipped for unusable images")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ the error handlers, the security gate, read timeouts, the page and the offline `
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -60,6 +61,13 @@ def _swagger_assets() -> Path | None:
     return static if (static / "swagger-ui-bundle.js").is_file() else None
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """At shutdown, stop the model workers (their threads would keep the model alive in the process)."""
+    yield
+    app.state.backend.workers.close()
+
+
 def create_app(
     model: Model | str | Path = DEFAULT_BACKBONE,
     gallery: Gallery | str | Path | None = None,
@@ -88,6 +96,7 @@ def create_app(
     api_key = api_key or None
     swagger = _swagger_assets()
     app = FastAPI(
+        lifespan=_lifespan,
         docs_url=None if swagger else "/docs",
         title="facetwin",
         version="1",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetwin.core.text import count
 from facetwin.errors import FacetwinError
 from facetwin.training.features import FeatureSet, extract_features
 from facetwin.vision.prominence import DEFAULT_FACE_RULE
@@ -99,7 +100,7 @@ def dataset_from_features(root: str, fs: FeatureSet, owners: list[str], *, no_fa
     missing = set(fs.no_face)
     if no_face == "error" and fs.no_face:
         raise FacetwinError(
-            f"{fs.no_face[0]}: no face found ({len(fs.no_face)} image(s) without a face; "
+            f"{fs.no_face[0]}: no face found ({count(len(fs.no_face), 'image')} without a face; "
             "use --no-face center or --no-face skip)."
         )
     use = [i for i, f in enumerate(fs.files) if fs.ok[i] and not (no_face == "skip" and f in missing)]
