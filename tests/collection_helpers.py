@@ -27,11 +27,12 @@ def photo_folder(root: Path, source: str = "face_recognition_examples", *, bad: 
 
 
 def faces_by_key(index_dir: Path) -> dict:
-    """``(path, face) -> row`` of an index; fails if any face is there twice."""
+    """``(path, face) -> row`` of an index (paths on this machine); fails if any face is there twice."""
     from facetwin.collection import IndexStore
 
-    rows = IndexStore(index_dir).read_faces().to_pylist()
-    keyed = {(r["path"], r["face"]): r for r in rows}
+    store = IndexStore(index_dir)
+    rows = store.read_faces().to_pylist()
+    keyed = {(store.absolute(r["path"]), r["face"]): r for r in rows}
     assert len(keyed) == len(rows), "a face is in the index twice"
     ids = [r["face_id"] for r in rows]
     assert len(set(ids)) == len(ids), "a face id is used twice"
@@ -52,6 +53,14 @@ def assert_same_faces(a: Path, b: Path, tol: float = 1e-5) -> int:
 
 
 def photos_of(index_dir: Path) -> dict:
+    """``path -> (sha256, faces, error)`` of the latest version of every photo of an index (paths on this machine),
+    read from its photos tables."""
     from facetwin.collection import IndexStore
 
-    return {p: (i["sha256"], i["faces"], i["error"]) for p, i in IndexStore(index_dir).photos.items()}
+    store = IndexStore(index_dir)
+    latest: dict[str, dict] = {}
+    for shard in store.shards:
+        for row in store.photo_table(shard).to_pylist():
+            if row["path"] not in latest or row["photo_id"] > latest[row["path"]]["photo_id"]:
+                latest[row["path"]] = row
+    return {store.absolute(p): (i["sha256"], i["faces"], i["error"] or None) for p, i in latest.items()}

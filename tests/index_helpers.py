@@ -75,13 +75,26 @@ def replace_column(table: pa.Table, name: str, array) -> pa.Table:
     return table.set_column(table.column_names.index(name), name, array)
 
 
-def edit_footer(path: Path, edit) -> None:
-    """Rewrite a shard with ``edit(photos)`` applied to its footer's photo list."""
-    table, meta = read_shard(path)
-    photos = json.loads(meta[b"facetwin.photos"])
-    edit(photos)
-    meta[b"facetwin.photos"] = json.dumps(photos).encode()
-    write_shard(path, table, meta)
+def photos_file(index: Path, number: int = 0) -> Path:
+    return index / "photos" / f"photos-{number:06d}.parquet"
+
+
+def edit_photos(index: Path, edit, number: int = 0, *, manifest: bool = True) -> None:
+    """Rewrite shard ``number``'s photos table with ``edit(rows)`` applied to its rows (a list of dicts), and (with
+    ``manifest``) the manifest's first and last path of that shard to match, as a careful forger would."""
+    path = photos_file(index, number)
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    edit(rows)
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    if not manifest:
+        return
+
+    def paths_of(doc):
+        entry = doc["shards"][number]
+        entry["lo"], entry["hi"] = min(r["path"] for r in rows), max(r["path"] for r in rows)
+
+    edit_manifest(index, paths_of)
 
 
 def edit_manifest(index: Path, edit) -> None:
@@ -94,3 +107,35 @@ def edit_manifest(index: Path, edit) -> None:
 def modes(root: Path) -> dict[str, int]:
     """Mode bits of ``root`` and everything below it."""
     return {str(p.relative_to(root.parent)): stat.S_IMODE(os.stat(p).st_mode) for p in [root, *root.rglob("*")]}
+
+
+def format_1(index: Path) -> Path:
+    """Turn a format 2 index into what the release before wrote (format 1): each shard with an absolute ``path``
+    column and its photos as JSON in its footer, no photos tables, a manifest of absolute folders, the HNSW file
+    of its ``find``. Returns ``index``."""
+    doc = json.loads((index / "manifest.json").read_text())
+    root = doc["root"]
+    absolute = lambda rel: os.path.normpath(os.path.join(root, rel))  # noqa: E731
+    for entry in doc["shards"]:
+        shard_path = index / "shards" / entry["name"]
+        photos_path = index / "photos" / entry["name"].replace("shard-", "photos-")
+        photos = pq.read_table(photos_path).to_pylist()
+        prefix = entry.get("prefix", ".")
+        footer = [{"path": absolute(os.path.join(prefix, p["path"])), "sha256": p["sha256"], "size": p["size"],
+                   "mtime_ns": p["mtime_ns"], "width": p["width"], "height": p["height"], "faces": p["faces"],
+                   "face_id": p["face_id"], "error": p["error"] or None} for p in photos]
+        table, meta = read_shard(shard_path)
+        paths = [p["path"] for p in footer for _ in range(p["faces"])]
+        table = table.add_column(1, "path", pa.array(paths, pa.string()))
+        meta[b"facetwin.photos"] = json.dumps(footer).encode()
+        write_shard(shard_path, table, meta)
+    shutil.rmtree(index / "photos")
+    shutil.rmtree(index / "ann", ignore_errors=True)
+    (index / "faces.hnsw").write_bytes(b"an HNSW file of the release before")
+    old = {"format": "facetwin-index/1", "created": doc["created"], "model": doc["model"], "counts": doc["counts"],
+           "next_face_id": doc["next_face_id"], "shards": [e["name"] for e in doc["shards"]],
+           "errors": [{"path": absolute(e["path"]), "reason": e["reason"]} for e in doc["errors"]],
+           "runs": doc.get("runs", []), "roots": [absolute(r) for r in doc["roots"]],
+           "photo_roots": [absolute(r) for r in doc["photo_roots"]]}
+    (index / "manifest.json").write_text(json.dumps(old, indent=1))
+    return index

@@ -126,7 +126,8 @@ def test_find_cli_and_ann_index_grows(full_index, photos, tmp_path, capsys):
     shutil.copytree(full_index, out)
     assert main(["find", str(photos / "obama" / "obama.jpg"), "--index", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["method"] == "faiss-hnsw" and (out / "faces.hnsw").is_file()
+    assert result["method"] == "faiss-flat" and (out / "ann" / "state.json").is_file()
+    first = json.loads((out / "ann" / "state.json").read_text())["segments"]
     folders = [Path(h["path"]).parent.name for h in result["hits"]]
     assert folders and set(folders) == {"obama"} and result["hits"][0]["path"].endswith("obama.jpg")
     assert all(h["distance"] <= result["threshold"] for h in result["hits"])
@@ -139,8 +140,9 @@ def test_find_cli_and_ann_index_grows(full_index, photos, tmp_path, capsys):
     assert main(["find", str(photos / "obama" / "obama.jpg"), "--index", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert str(more / "again.jpg") in {h["path"] for h in result["hits"]}
-    stamp = json.loads((out / "faces.hnsw.json").read_text())
-    assert stamp["count"] == result["faces_searched"]
+    segments = json.loads((out / "ann" / "state.json").read_text())["segments"]
+    assert segments[: len(first)] == first and len(segments) == len(first) + 1  # the new faces only, beside
+    assert sum(s["count"] for s in segments) == result["faces_searched"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -16,7 +16,17 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from index_helpers import EXAMPLES, PROBE, cli, edit_footer, photo_copy, read_shard, replace_column, write_shard
+from index_helpers import (
+    EXAMPLES,
+    PROBE,
+    cli,
+    edit_manifest,
+    edit_photos,
+    photo_copy,
+    read_shard,
+    replace_column,
+    write_shard,
+)
 from PIL import Image
 
 from facetwin.collection import cluster_store, people
@@ -101,21 +111,33 @@ def test_thumbnails_of_huge_photos_stay_inside_the_pixel_budget(served, layout):
 
 
 def _crafted_copy(layout, tmp_path, target, digest, size):
-    """A copy of the index whose first photo (and its rows) now names ``target`` with the given digest and size."""
+    """A copy of the index whose first photo (and its rows) now names ``target`` with the given digest and size.
+    Paths are kept below the archive root and never leave it (``..`` is refused), so the forger moves the root up
+    to the folder above the photos (the manifest's shards and folders follow, as a root that widened does) and
+    names ``target`` from there: inside the root, outside the folders that were indexed."""
     index = shutil.copytree(layout["index"], tmp_path / "crafted")
-    path = index / "shards" / "shard-000000.parquet"
+    folder = layout["photos"].name
     photo = {}
 
-    def point(photos):
-        photo.update(photos[0])
-        photos[0].update(path=str(target), sha256=digest, size=size)
+    def rebase(doc):
+        doc["root"] = str(layout["root"])
+        doc["roots"] = doc["photo_roots"] = [folder]
+        for entry in doc["shards"][1:]:
+            entry["prefix"] = folder
 
-    edit_footer(path, point)
+    def point(rows):
+        photo.update(rows[0])
+        for row in rows:
+            row["path"] = f"{folder}/{row['path']}"
+        rows[0].update(path=os.path.relpath(target, layout["root"]), sha256=digest, size=size)
+
+    edit_manifest(index, rebase)
+    edit_photos(index, point)
+    path = index / "shards" / "shard-000000.parquet"
     table, meta = read_shard(path)
-    rows = [str(target) if p == photo["path"] else p for p in table["path"].to_pylist()]
-    digests = [digest if p == str(target) else d for p, d in zip(rows, table["sha256"].to_pylist(), strict=True)]
-    table = replace_column(replace_column(table, "path", pa.array(rows)), "sha256", pa.array(digests))
-    write_shard(path, table, meta)
+    ids = table["face_id"].to_numpy()
+    digests = [digest if i == photo["face_id"] else d for i, d in zip(ids, table["sha256"].to_pylist(), strict=True)]
+    write_shard(path, replace_column(table, "sha256", pa.array(digests)), meta)
     return index, photo["face_id"]
 
 

@@ -18,9 +18,10 @@ from index_helpers import (
     PROBE,
     build,
     cli,
-    edit_footer,
     edit_manifest,
+    edit_photos,
     photo_copy,
+    photos_file,
     read_shard,
     replace_column,
     shard,
@@ -96,16 +97,31 @@ def _three_numbers(table, column):
 
 
 def _duplicate_ids(index):
-    """Shard 1 claims the face ids of shard 0 (footer and rows agree with each other)."""
+    """Shard 1 claims the face ids of shard 0 (its footer, rows and photos table agree with each other)."""
     path = shard(index, 1)
     table, meta = read_shard(path)
     table = replace_column(table, "face_id", pa.array(np.arange(table.num_rows), pa.int64()))
-    photos = json.loads(meta[b"facetwin.photos"])
-    start = 0
-    for photo in photos:
-        photo["face_id"], start = start, start + photo["faces"]
-    meta.update({b"facetwin.photos": json.dumps(photos).encode(), b"facetwin.first_face_id": b"0"})
+    meta[b"facetwin.first_face_id"] = b"0"
     write_shard(path, table, meta)
+
+    def renumber(rows):
+        start = 0
+        for row in rows:
+            row["face_id"], start = start, start + row["faces"]
+
+    edit_photos(index, renumber, 1)
+
+
+def _path(index, path):
+    """The first photo of shard 0 renamed ``path`` in its photos table (the manifest left as it was)."""
+    edit_photos(index, lambda rows: rows[0].update(path=path), manifest=False)
+
+
+def _drop_column(name):
+    def drop(index):
+        path = photos_file(index)
+        pq.write_table(pq.read_table(path).drop_columns([name]), path)
+    return drop
 
 
 def _clusters(index, edit):
@@ -127,6 +143,7 @@ def _text_ids(table, meta):
 
 INDEX_FILE = "manifest.json"
 SHARD = "shard-000000.parquet"
+PHOTOS = "photos-000000.parquet"
 CASES = {
     "manifest is a list": (lambda i: (i / "manifest.json").write_text("[1, 2]"), INDEX_FILE),
     "model is a string": (lambda i: edit_manifest(i, lambda d: d.update(model="sface")), INDEX_FILE),
@@ -142,11 +159,30 @@ CASES = {
     "three-number box": (lambda i: _column(i, "box", _three_numbers), SHARD),
     "NaN box": (lambda i: _column(i, "box", _box(np.nan)), SHARD),
     "1e30 box": (lambda i: _column(i, "box", _box(1e30)), SHARD),
-    "footer photos without keys": (lambda i: edit_footer(shard(i), lambda ps: ps[0].pop("sha256")), SHARD),
-    "footer path relative": (lambda i: edit_footer(shard(i), lambda ps: ps[0].update(path="obama/obama.jpg")), SHARD),
-    "footer path with ..": (lambda i: edit_footer(shard(i), lambda ps: ps[0].update(path="/tmp/../etc/x.jpg")),
-                            SHARD),
-    "duplicate face ids": (_duplicate_ids, "shard-000001.parquet"),
+    "photos without digests": (_drop_column("sha256"), PHOTOS),
+    "photo path absolute": (lambda i: _path(i, "/etc/x.jpg"), PHOTOS),
+    "photo path with ..": (lambda i: _path(i, "../../etc/x.jpg"), PHOTOS),
+    "photo path inside ..": (lambda i: _path(i, "a/../../x.jpg"), PHOTOS),
+    "photo path in the manifest outside": (lambda i: edit_photos(i, lambda rows: rows[0].update(path="../x.jpg")),
+                                           INDEX_FILE),
+    "photo twice": (lambda i: edit_photos(i, lambda rows: rows[1].update(path=rows[0]["path"])), PHOTOS),
+    "photo faces off": (lambda i: edit_photos(i, lambda rows: rows[0].update(faces=rows[0]["faces"] + 1)), PHOTOS),
+    "photo digest not a digest": (lambda i: edit_photos(i, lambda rows: rows[0].update(sha256="\x1b[2J" * 9)),
+                                  PHOTOS),
+    "photos table gone": (lambda i: photos_file(i).unlink(), PHOTOS),
+    "photos table garbage": (lambda i: photos_file(i).write_bytes(b"PAR1 not really"), PHOTOS),
+    "manifest shard out of order": (
+        lambda i: edit_manifest(i, lambda d: d["shards"].reverse()), INDEX_FILE),
+    "manifest shard with a prefix outside": (
+        lambda i: edit_manifest(i, lambda d: d["shards"][0].update(prefix="../..")), INDEX_FILE),
+    "manifest faces do not add up": (lambda i: edit_manifest(i, lambda d: d.update(next_face_id=5)), INDEX_FILE),
+    "manifest retired outside the ids": (lambda i: edit_manifest(i, lambda d: d.update(retired=[[10, 99]])),
+                                         INDEX_FILE),
+    "manifest root relative": (lambda i: edit_manifest(i, lambda d: d.update(root="photos")), INDEX_FILE),
+    "manifest count not a number": (lambda i: edit_manifest(i, lambda d: d["counts"].update(photos="13")),
+                                    INDEX_FILE),
+    "duplicate face ids": (_duplicate_ids, "-000001.parquet"),  # its photos table or the shard
+    "shard gone": (lambda i: shard(i, 2).unlink(), "shard-000002.parquet"),
     "cluster name with escapes": (lambda i: _clusters(i, _bad_name), "clusters.parquet"),
     "cluster ids as text": (lambda i: _clusters(i, _text_ids), "clusters.parquet"),
 }
@@ -194,9 +230,19 @@ def test_serve_refuses_a_crafted_index_before_serving(index, tmp_path):
     assert "box" in line and "Traceback" not in done.stderr
 
 
+def _stored_vectors(ann) -> np.ndarray:
+    """The vectors a FAISS flat or HNSW index holds, as a writable view."""
+    import faiss
+
+    storage = faiss.downcast_index(ann.storage) if hasattr(ann, "storage") else ann
+    codes = faiss.rev_swig_ptr(storage.codes.data(), ann.ntotal * ann.d * 4)
+    return codes.view(np.float32).reshape(ann.ntotal, ann.d)
+
+
 def test_a_crafted_ann_file_is_rebuilt_not_trusted(index):
-    """faces.hnsw with the right size, graph and first, middle and last vectors, but an Obama face's vector swapped
-    with a Biden face's: trusted, find would show a photo of Biden for Obama and miss one of Obama."""
+    """The ANN segment with the right size and structure, but an Obama face's vector swapped with a Biden face's:
+    trusted, find would miss a photo of Obama (distances are recomputed from the shards, so Biden's would not show).
+    The same file copied from another index (with its state) is not trusted either."""
     import faiss
 
     from facetwin.collection.index_faces import read_faces
@@ -204,18 +250,19 @@ def test_a_crafted_ann_file_is_rebuilt_not_trusted(index):
     good = cli("find", PROBE, "--index", index, "--json")
     assert good[0] == 0
     faces = read_faces(index, embeddings=False)
-    sampled = {0, len(faces) // 2, len(faces) - 1}
     person = [path.split("/")[-2] for path in faces.paths]
-    i = next(r for r, p in enumerate(person) if p == "obama" and r not in sampled)
-    j = next(r for r, p in enumerate(person) if p == "biden" and r not in sampled)
-    ann = index / "faces.hnsw"
-    graph = faiss.read_index(str(ann))
-    codes = faiss.rev_swig_ptr(faiss.downcast_index(graph.storage).codes.data(), graph.ntotal * graph.d * 4)
-    rows = codes.view(np.float32).reshape(graph.ntotal, graph.d)
+    i = next(r for r, p in enumerate(person) if p == "obama")
+    j = next(r for r, p in enumerate(person) if p == "biden")
+    (segment,) = json.loads((index / "ann" / "state.json").read_text())["segments"]
+    path = index / "ann" / segment["file"]
+    ann = faiss.read_index(str(path))
+    rows = _stored_vectors(ann)
     rows[[i, j]] = rows[[j, i]]
-    faiss.write_index(graph, str(ann))
+    faiss.write_index(ann, str(path))
     again = cli("find", PROBE, "--index", index, "--json")
     assert again[0] == 0 and json.loads(again[1])["hits"] == json.loads(good[1])["hits"]
+    rebuilt = json.loads((index / "ann" / "state.json").read_text())["segments"]
+    assert [s["file"] for s in rebuilt] != [segment["file"]] and not path.exists()
 
 
 # ---------------------------------------------------------------------------------------------------- fuzz
@@ -248,26 +295,42 @@ def _mutate(doc, rng):
     return doc
 
 
+KINDS = ["manifest", "footer", "photos", "photo bytes", "shard bytes", "shard values", "ann", "clusters", "graph"]
+
+
 def _damage(index, rng) -> str:
     """One random damage; a file an earlier damage made unreadable gets its bytes flipped instead."""
-    kind = ["manifest", "footer", "shard bytes", "shard values", "ann", "clusters"][int(rng.integers(0, 6))]
-    target = shard(index, int(rng.integers(0, 3)))
+    kind = KINDS[int(rng.integers(0, len(KINDS)))]
+    number = int(rng.integers(0, 3))
+    target = shard(index, number)
     try:
-        _damage_one(index, rng, kind, target)
-    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError):
+        _damage_one(index, rng, kind, target, number)
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError, OverflowError):
         _flip_bytes(target, rng)
     return kind
 
 
-def _damage_one(index, rng, kind, target) -> None:
+def _damage_one(index, rng, kind, target, number) -> None:
     if kind == "manifest":
         path = index / "manifest.json"
         path.write_text(json.dumps(_mutate(json.loads(path.read_text()), rng)))
     elif kind == "footer":
         table, meta = read_shard(target)
-        key = [b"facetwin.photos", b"facetwin.first_face_id", b"facetwin.model_fingerprint"][int(rng.integers(0, 3))]
-        meta[key] = json.dumps(_mutate(json.loads(meta[key]) if key == b"facetwin.photos" else {"v": 0}, rng)).encode()
+        key = [b"facetwin.first_face_id", b"facetwin.model_fingerprint"][int(rng.integers(0, 2))]
+        meta[key] = json.dumps(_mutate({"v": 0}, rng)).encode()
         write_shard(target, table, meta)
+    elif kind == "photos":
+        path = photos_file(index, number)
+        rows = pq.read_table(path).to_pylist()
+        rows = _mutate(rows, rng)
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif kind == "photo bytes":
+        _flip_bytes(photos_file(index, number), rng)
+    elif kind == "ann":
+        files = sorted((index / "ann").iterdir())
+        _flip_bytes(files[int(rng.integers(0, len(files)))], rng)
+    elif kind == "graph":
+        _flip_bytes(next((index / "graph").glob("graph-*.parquet")), rng)
     elif kind == "shard values":
         table, meta = read_shard(target)
         column = ["box", "landmarks", "embedding", "score"][int(rng.integers(0, 4))]
@@ -286,7 +349,7 @@ def _damage_one(index, rng, kind, target) -> None:
         else:
             _clusters(index, lambda t, m: (m.update(_mutate(dict(m), rng)) if rng.random() < 0.7 else None) or t)
     else:
-        _flip_bytes(target if kind == "shard bytes" else index / "faces.hnsw", rng)
+        _flip_bytes(target, rng)
 
 
 def test_fuzz_crafted_indexes(pristine, tmp_path, sface):

@@ -30,10 +30,16 @@ def test_stores_of_faces_are_owner_only(tmp_path, facetwin_home, umask):
     umask(0o022)  # a common umask: without the policy every file below would be 0644
     index = build(tmp_path, photo_copy(tmp_path))
     store = modes(index)
-    assert {"index/shards/shard-000000.parquet", "index/manifest.json", "index/clusters.parquet",
-            "index/faces.hnsw", "index/faces.hnsw.json"} <= set(store)
-    assert store["index"] == 0o700 and store["index/shards"] == 0o700
-    assert all(mode == 0o600 for name, mode in store.items() if name not in ("index", "index/shards")), store
+    folders = {"index", "index/shards", "index/photos", "index/ann", "index/graph"}
+    ann = json.loads((index / "ann" / "state.json").read_text())["segments"][0]["file"]
+    graph = json.loads(pq.read_metadata(index / "clusters.parquet").metadata[b"facetwin.clusters"])["graphs"][0]
+    assert {"index/shards/shard-000000.parquet", "index/photos/photos-000000.parquet", "index/manifest.json",
+            "index/clusters.parquet", "index/ann/state.json", f"index/ann/{ann}", f"index/graph/{graph}",
+            *folders} <= set(store)
+    assert all(store[name] == 0o700 for name in folders), store
+    assert all(mode == 0o600 for name, mode in store.items() if name not in folders), store
+    verified = facetwin_home / "verified"  # which versions of the index's files this user checked
+    assert modes(verified)["verified"] == 0o700 and set(modes(verified).values()) == {0o700, 0o600}
     code, _, err = cli("gallery", "import", index)  # into the model's default gallery in $FACETWIN_HOME
     assert code == 0, err
     galleries = facetwin_home / "galleries"
@@ -106,9 +112,8 @@ def test_ctrl_c_right_after_a_commit_saves_no_photo_twice(tmp_path, facetwin_hom
     assert done.returncode == 130 and "interrupted" in done.stderr, done.stderr[-2000:]
     assert cli(*args)[0] == 0  # the run again: what is missing is added
     store = IndexStore(index)
-    footers = [p["path"] for shard in store.shards
-               for p in json.loads(pq.read_metadata(shard).metadata[b"facetwin.photos"])]
-    assert len(footers) == len(set(footers)) == 13, "a photo was saved in two shards"
+    saved = [path for shard in store.shards for path in store.photo_table(shard, ["path"])["path"].to_pylist()]
+    assert len(saved) == len(set(saved)) == 13, "a photo was saved in two shards"
     counts = store.counts()
     assert counts["photos"] == 13 and counts["retired_faces"] == 0
     ids = store.read_faces(["face_id"])["face_id"].to_pylist()

@@ -15,7 +15,7 @@ ACTIONS = {
     "export": "export INDEX_DIR --gallery FILE",
     "list": "list INDEX_DIR",
 }
-USAGE = "facetwin cluster INDEX_DIR [--min-faces K] [--fresh] [--json] | " + " | ".join(
+USAGE = "facetwin cluster INDEX_DIR [--min-faces K] [--fresh] [--root DIR] [--json] | " + " | ".join(
     f"facetwin cluster {a}" for a in ACTIONS.values()
 )
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         usage=USAGE,
         description="INDEX_DIR alone: assign every face of the index a person cluster (or noise), with the model's "
         "calibrated merge distance as the scale (no tuning); later runs keep existing clusters and their ids and add "
-        "the new faces. "
+        "the new faces from their own neighbours (the cost follows what was added). "
         "name: name a cluster; merge: merge clusters into the first; split: move faces to a new cluster (no faces: "
         "re-cut the cluster at a stricter threshold); export: enrol named clusters into a gallery; list: print the "
         "clusters. Stored in INDEX_DIR/clusters.parquet.",
@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--gallery", metavar="FILE",
                    help="export: the gallery to enrol named clusters into; otherwise the gallery whose nearest person "
                    "the summary names for each cluster (default: the model's own gallery, if it exists)")
+    p.add_argument("--root", metavar="DIR", help="where the index's archive is mounted now, if it moved (for the "
+                   "sample photos shown)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -88,14 +90,14 @@ def _show(summary: dict, args, root: str) -> int:
     from facetwin.collection import people
 
     shown = summary["list"] if args.json else summary["list"][:SHOWN]
-    described, gallery = people.describe(root, shown, gallery=args.gallery)
+    described, gallery = people.describe(root, shown, gallery=args.gallery, archive_root=args.root)
     if args.json:
         print(json.dumps({**summary, "list": described, "gallery": gallery}))
         return 0
     extra = ""
     if "new_faces" in summary:
-        extra = (f"; {summary['new_faces']} new face(s), {summary['joined']} joined existing clusters, "
-                 f"{summary['new_clusters']} new cluster(s)")
+        extra = (f"; {summary['mode']} run: {summary['new_faces']} new face(s), {summary['joined']} joined existing "
+                 f"clusters, {summary['new_clusters']} new cluster(s)")
     cut = f" (merge distance {summary['merge_distance']:.3f})" if summary.get("merge_distance") else ""
     print(f"{printable(root)}: {summary['faces']} faces in {summary['clusters']} clusters ({summary['named']} named), "
           f"{summary['noise']} noise{extra}{cut}")

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
         "--engine", choices=["auto", "local", "ray"], default="auto",
         help="auto (default): Ray with --workers/--ray-address or past 2,000 photos, else in-process",
     )
+    p.add_argument("--root", metavar="DIR",
+                   help="the archive's root: paths are kept relative to it (default for a new index: the deepest "
+                   "folder holding every photo); for an existing index, where its root is mounted now")
     p.add_argument("--shard-photos", type=int, default=1000, metavar="N", help="photos per shard (default 1000)")
     p.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
@@ -73,6 +76,7 @@ def _run(args) -> int:
     summary = index(
         args.photos, args.out, model=args.model or args.backbone, workers=args.workers, ray_address=args.ray_address,
         engine=args.engine, shard_photos=args.shard_photos, progress=not args.quiet and sys.stderr.isatty(),
+        root=args.root,
     )
     sources = " ".join(args.photos)
     if summary.scanned == 0:

@@ -5,7 +5,9 @@ clusters merge while the mean distance over the graph's edges between them stays
 one close look-alike cannot chain two people together the way single linkage (connected components) or Chinese
 whispers does. It runs as rounds of reciprocal-nearest-neighbour merges (RAC; exact for average linkage), each a few
 vectorised numpy passes over the edge list: O(N·k) memory, no N×N matrix. The other methods are the baselines.
-Labels are ``0..C-1`` by decreasing size, ``-1`` (noise) for clusters smaller than ``min_faces``.
+Labels are ``0..C-1`` by decreasing size, ``-1`` (noise) for clusters smaller than ``min_faces``. :func:`update`
+clusters again around existing clusters (every face's graph); :func:`extend` adds new faces to a clustering from
+their own neighbours only, each existing cluster one node of its size.
 """
 
 from __future__ import annotations
@@ -51,15 +53,16 @@ def cluster(
 
 def update(
     embeddings: np.ndarray, distance: str, cut: float, seeds: np.ndarray, next_id: int, *,
-    min_faces: int = MIN_FACES, k: int = K,
+    min_faces: int = MIN_FACES, k: int = K, graph: Graph | None = None,
 ) -> np.ndarray:
     """Labels for a collection that was clustered before: ``seeds`` holds each face's cluster id (``-1`` for new
     or noise faces). Existing clusters keep their ids, never merge with each other, and absorb the new faces that
-    match them; the rest cluster among themselves into new ids from ``next_id`` (by decreasing size)."""
+    match them; the rest cluster among themselves into new ids from ``next_id`` (by decreasing size). The k-NN
+    ``graph`` of every face is computed here unless given (:func:`extend` needs only the new faces')."""
     seeds = np.asarray(seeds, np.int64)
     if len(seeds) == 0:
         return seeds.copy()
-    graph = knn_graph(embeddings, distance, k)
+    graph = graph if graph is not None else knn_graph(embeddings, distance, k)
     i, j, d = graph.edges()
     rep = average_linkage(len(seeds), i, j, d, cut, radius=graph.radius(), seeds=seeds)
     seed_of_rep = np.full(len(seeds), NOISE, dtype=np.int64)
@@ -83,9 +86,34 @@ def relabel(labels: np.ndarray, min_faces: int = MIN_FACES) -> np.ndarray:
     return new[inverse.reshape(-1)]
 
 
+def extend(
+    free_radius: np.ndarray, seed_ids: np.ndarray, seed_size: np.ndarray, seed_rsum: np.ndarray, i: np.ndarray,
+    j: np.ndarray, d: np.ndarray, cut: float, next_id: int, *, min_faces: int = MIN_FACES,
+) -> np.ndarray:
+    """Labels of free faces (new faces, earlier noise) added to a clustering without touching the rest of it.
+
+    Graph nodes ``0..F-1`` are the free faces (``free_radius``: each one's k-th neighbour distance), nodes
+    ``F..F+S-1`` the existing clusters ``seed_ids`` their edges ``(i, j, d)`` reach, each as one node of
+    ``seed_size`` faces whose radii sum to ``seed_rsum`` (so the linkage is computed over whole clusters). Free faces
+    join the cluster they match (existing clusters never merge with each other) or form new clusters among
+    themselves, numbered from ``next_id`` by decreasing size; ``-1`` (noise) below ``min_faces``."""
+    f = len(free_radius)
+    n = f + len(seed_ids)
+    seeds = np.concatenate([np.full(f, NOISE, np.int64), np.arange(len(seed_ids), dtype=np.int64)])
+    radius = np.concatenate([np.asarray(free_radius, np.float64), np.asarray(seed_rsum, np.float64)])
+    size = np.concatenate([np.ones(f), np.asarray(seed_size, np.float64)])
+    rep = average_linkage(n, i, j, d, cut, radius=radius, seeds=seeds, size=size)[:f]
+    labels = np.full(f, NOISE, dtype=np.int64)
+    joined = rep >= f  # a seed always survives its merges: its node stays the representative
+    labels[joined] = np.asarray(seed_ids, np.int64)[rep[joined] - f]
+    new = relabel(rep[~joined], min_faces)
+    labels[~joined] = np.where(new >= 0, new + next_id, NOISE)
+    return labels
+
+
 def average_linkage(
     n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cut: float, *, radius: np.ndarray | None = None,
-    seeds: np.ndarray | None = None,
+    seeds: np.ndarray | None = None, size: np.ndarray | None = None,
 ) -> np.ndarray:
     """Average-linkage agglomeration over graph edges ``(i, j, d)``, merging while the linkage is < ``cut``.
 
@@ -94,15 +122,17 @@ def average_linkage(
     ``radius`` (that distance per face) such a pair counts as the mean of the two radii; without, the mean is over
     the graph's edges alone. Each round merges every pair of clusters that are each other's nearest (reciprocal
     nearest neighbours), a few rounds instead of N steps. ``seeds`` (one per face, ``-1`` = free) are existing
-    clusters: they start merged, may absorb free faces and new clusters, and never merge with each other.
-    Returns a representative face per face (seeded faces: one of their seed's faces).
+    clusters: they start merged, may absorb free faces and new clusters, and never merge with each other. ``size``
+    (faces per node, default 1) lets a node stand for a whole cluster, its ``radius`` then the sum of its faces'.
+    Returns a representative node per node (seeded nodes: one of their seed's nodes).
     """
     root, locked = _seed(np.asarray(seeds, np.int64)) if seeds is not None else (np.arange(n), np.zeros(n, bool))
     i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
     r = np.zeros(n) if radius is None else np.asarray(radius, np.float64)
-    size = np.bincount(root, minlength=n).astype(np.float64)
+    size = np.bincount(root, weights=None if size is None else np.asarray(size, np.float64), minlength=n)
+    size = size.astype(np.float64)
     rsum = np.bincount(root, weights=r, minlength=n)
-    a, b, (s, c, q) = _aggregate(n, root[i], root[j], [np.asarray(d, np.float64), np.ones(len(i)), r[i] + r[j]])
+    a, b, (s, c) = _aggregate(n, root[i], root[j], [np.asarray(d, np.float64), np.ones(len(i))])
     while len(a):
         if radius is None:
             link = s / c
@@ -128,7 +158,7 @@ def average_linkage(
         locked[winner] |= locked[loser]
         size[winner] += size[loser]
         rsum[winner] += rsum[loser]
-        a, b, (s, c, q) = _aggregate(n, root[a], root[b], [s, c, q])
+        a, b, (s, c) = _aggregate(n, root[a], root[b], [s, c])
     return _flatten(root)
 
 

@@ -1,10 +1,15 @@
-"""The people of an index, kept beside its shards in one file: ``INDEX_DIR/clusters.parquet``.
+"""The people of an index, kept beside its shards: ``INDEX_DIR/clusters.parquet`` and the k-NN graph in ``graph/``.
 
-One row per face (``face_id``, ``cluster``; ``-1`` = noise), and in the Parquet footer (key ``facetwin.clusters``)
-the rest as JSON: cluster names, the next free cluster id (ids are never reused), the model fingerprint, threshold
-and rule used. Names, merges and splits live in the same file, so one atomic write (temp + rename) keeps them
-consistent with the assignment: a crash leaves the old file or the new one. The file is checked when read
-(:func:`facetwin.collection.index_check.clusters`: ids, names by the rules of person names) and owner-only.
+``clusters.parquet`` has one row per face clustered (``face_id``, ``cluster``, ``-1`` = noise; ``radius``: its
+distance to its k-th neighbour when it was clustered), and in the Parquet footer (key ``facetwin.clusters``) the rest
+as JSON: cluster names, the next free cluster id (ids are never reused), the model fingerprint, threshold and rule
+used, ``through`` (every face id below it was clustered: the faces of later shards are new) and the graph files.
+Each graph file ``graph/graph-FACEID-XXXXXXXX.parquet`` holds the k nearest neighbours of the faces one run added
+(``face_id``, ``neighbors``, ``distances``), read back for the faces that are still noise when new faces arrive.
+Names, merges and splits live in the table, and a run writes its graph file first and the table last, atomically:
+a crash leaves the old table or the new one (an unnamed graph file is removed by the next run). Everything is
+checked when read (:mod:`facetwin.collection.index_check`) and owner-only. Format 1 tables (no radius, no graph)
+are read as seeds: the next run clusters every face again around them, once.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import io
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +31,11 @@ from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
 FILE = "clusters.parquet"
-FORMAT = "facetwin-clusters/1"
+FORMAT = "facetwin-clusters/2"
+FORMATS = ("facetwin-clusters/1", FORMAT)
 META_KEY = b"facetwin.clusters"
+GRAPH_DIR = "graph"
+GRAPH_ROWS = 65_536  # rows per row group of a graph file: a face's neighbours are read with its group only
 
 
 class NoCluster(FacetwinError):
@@ -50,6 +59,12 @@ class ClusterTable:
     names: dict[int, str] = field(default_factory=dict)
     next_id: int = 0
     meta: dict = field(default_factory=dict)
+    radius: np.ndarray | None = None  # per face; None for a format 1 table
+
+    @property
+    def incremental(self) -> bool:
+        """Whether new faces can be added to it from their own neighbours (a format 2 table)."""
+        return self.radius is not None and self.meta.get("format") == FORMAT
 
     def lookup(self, face_ids: np.ndarray) -> np.ndarray:
         """Cluster of each of ``face_ids`` (``-1`` for faces this table does not know)."""
@@ -117,11 +132,12 @@ def load(root: str | Path) -> ClusterTable:
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
         raise FacetwinError(f"{path}: unreadable cluster table ({index_check.reason(exc)}).") from None
-    names, next_id, meta = index_check.clusters(path, table, meta, FORMAT)
+    names, next_id, meta = index_check.clusters(path, table, meta, FORMATS)
     order = np.argsort(table["face_id"].to_numpy(), kind="stable")
+    radius = table["radius"].to_numpy()[order] if meta["format"] == FORMAT else None
     return ClusterTable(
         table["face_id"].to_numpy()[order].astype(np.int64), table["cluster"].to_numpy()[order].astype(np.int64),
-        names, next_id, meta,
+        names, next_id, meta, radius,
     )
 
 
@@ -130,14 +146,84 @@ def save(root: str | Path, table: ClusterTable) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    present = set(table.clusters.tolist())
+    present = set(np.unique(table.clusters).tolist())
     names = {str(k): v for k, v in sorted(table.names.items()) if k in present}
-    meta = {**table.meta, "format": FORMAT, "next_id": int(table.next_id), "names": names,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {**table.meta, "format": FORMAT if table.radius is not None else FORMATS[0], "next_id": int(table.next_id),
+            "names": names, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     order = np.argsort(table.face_ids, kind="stable")
-    arrow = pa.table({"face_id": pa.array(table.face_ids[order], pa.int64()),
-                      "cluster": pa.array(table.clusters[order], pa.int64())})
-    arrow = arrow.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    columns = {"face_id": pa.array(table.face_ids[order], pa.int64()),
+               "cluster": pa.array(table.clusters[order], pa.int64())}
+    if table.radius is not None:
+        columns["radius"] = pa.array(np.asarray(table.radius, np.float32)[order], pa.float32())
+    arrow = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     buffer = io.BytesIO()
     pq.write_table(arrow, buffer, compression="zstd")
     paths.atomic_write_bytes(path_of(root), buffer.getvalue(), private=True)
+
+
+def save_graph(root: str | Path, face_ids: np.ndarray, neighbors: np.ndarray, distances: np.ndarray) -> str:
+    """Write the k-NN lists of ``face_ids`` (``neighbors`` as face ids, -1 where none) as a new graph file; returns
+    its name. The table names it only once it is saved: until then it is not part of the index."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    order = np.argsort(face_ids, kind="stable")
+    k = neighbors.shape[1]
+    table = pa.table({
+        "face_id": pa.array(np.asarray(face_ids, np.int64)[order]),
+        "neighbors": pa.FixedSizeListArray.from_arrays(pa.array(neighbors[order].reshape(-1), pa.int64()), k),
+        "distances": pa.FixedSizeListArray.from_arrays(pa.array(distances[order].reshape(-1), pa.float32()), k),
+    })
+    first = int(face_ids.min()) if len(face_ids) else 0
+    name = f"graph-{first}-{uuid.uuid4().hex[:8]}.parquet"
+    folder = paths.private_folder(Path(root) / GRAPH_DIR)
+    paths.atomic_write(folder / name, lambda tmp: pq.write_table(table, tmp, compression="zstd",
+                                                                  row_group_size=GRAPH_ROWS), private=True)
+    return name
+
+
+def read_graph(root: str | Path, names: list[str], face_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-NN lists (neighbours, distances) of ``face_ids``, from the row groups of the graph files ``names`` that
+    can hold them (checked as read); a face found in none gets no neighbours (-1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    face_ids = np.asarray(face_ids, np.int64)
+    neighbors = np.full((len(face_ids), k), -1, np.int64)
+    distances = np.zeros((len(face_ids), k), np.float32)
+    wanted = np.sort(face_ids)
+    for name in names:
+        path = Path(root) / GRAPH_DIR / name
+        try:
+            handle = pq.ParquetFile(path)
+            groups = [g for g in range(handle.num_row_groups) if _holds(handle.metadata.row_group(g), wanted)]
+            if not groups:
+                continue
+            table = handle.read_row_groups(groups, columns=["face_id", "neighbors", "distances"])
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise FacetwinError(f"{path}: unreadable k-NN graph file ({index_check.reason(exc)}).") from None
+        index_check.graph(path, table, k)
+        ids = table["face_id"].to_numpy()
+        at = np.searchsorted(ids, face_ids)
+        hit = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == face_ids)
+        neighbors[hit] = index_check.matrix(table, "neighbors")[at[hit]]
+        distances[hit] = index_check.matrix(table, "distances")[at[hit]]
+    return neighbors, distances
+
+
+def _holds(group, wanted: np.ndarray) -> bool:
+    """Whether a row group's face id range (its statistics; a group without them is read) holds one of ``wanted``."""
+    column = group.column(0)
+    stats = column.statistics if column.is_stats_set else None
+    if stats is None or not stats.has_min_max:
+        return True
+    at = np.searchsorted(wanted, stats.min)
+    return bool(at < len(wanted) and wanted[at] <= stats.max)
+
+
+def prune_graphs(root: str | Path, keep: list[str]) -> None:
+    """Remove the graph files the table no longer names (a killed run's, or replaced by a fresh run)."""
+    folder = Path(root) / GRAPH_DIR
+    for file in folder.glob("graph-*.parquet") if folder.is_dir() else []:
+        if file.name not in keep:
+            file.unlink(missing_ok=True)

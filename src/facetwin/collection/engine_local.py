@@ -8,8 +8,9 @@ from facetwin.collection.writer import ShardWriter
 PREPARE_PHOTOS = 8  # photos per stage-1 batch (the Ray engine uses the same)
 
 
-def run_local(paths: list[str], model, writer: ShardWriter) -> None:
-    """Index ``paths`` with ``model`` (a loaded :class:`facetwin.model.Model`), feeding ``writer``."""
+def run_local(paths: list[str], model, writer: ShardWriter, root: str) -> None:
+    """Index ``paths`` (below ``root``) with ``model`` (a loaded :class:`facetwin.model.Model`), feeding
+    ``writer``."""
     embedder = Embedder(model, model.fingerprint)
     spec = model.backbone.input
     per_batch = embed_batch_size(model)
@@ -28,7 +29,7 @@ def run_local(paths: list[str], model, writer: ShardWriter) -> None:
     step = min(PREPARE_PHOTOS, writer.shard_photos)
     for start in range(0, len(paths), step):
         chunk = paths[start : start + step]
-        batch = prepare({"path": chunk}, spec=spec)
+        batch = prepare({"path": chunk}, spec=spec, root=root)
         pending.append(batch)
         faces += len(batch["path"])
         photos += len(chunk)

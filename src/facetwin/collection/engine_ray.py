@@ -1,5 +1,6 @@
 """The Ray engine: a Ray Data pipeline, stage 1 (decode + detect + align) as tasks and stage 2 (embed) on actors
-holding one model each; the driver writes the shards. Photos must be readable at the same path on every node.
+holding one model each; the driver writes the shards. Every node reads the photos through the archive root the
+driver found (``--root``): the archive must be mounted there on every node.
 
 ``workers`` is the number of CPUs used: on the private Ray started for the run (:mod:`facetwin.collection.ray_local`:
 127.0.0.1 only, a token of its own, never another cluster, nothing left behind), ``workers`` CPUs; on a cluster the
@@ -64,9 +65,10 @@ def connected(workers: int | None, address: str | None):
         yield ray, time.perf_counter() - began
 
 
-def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, workers: int | None = None,
+def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, root: str, workers: int | None = None,
             address: str | None = None) -> dict:
-    """Index ``paths`` on Ray; returns what the run used (workers, start-up seconds)."""
+    """Index ``paths`` (below ``root``, which every node reads them through) on Ray; returns what the run used
+    (workers, start-up seconds)."""
     with connected(workers, address) as (ray, startup):
         import ray.data
 
@@ -82,7 +84,7 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, worker
         blocks = max(1, min(len(paths), max(2 * actors, len(paths) // (2 * PREPARE_PHOTOS)), 4096))
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(
-            prepare, fn_kwargs={"spec": spec}, batch_size=PREPARE_PHOTOS,
+            prepare, fn_kwargs={"spec": spec, "root": root}, batch_size=PREPARE_PHOTOS,
             batch_format="numpy", num_cpus=1,
         )
         ds = ds.map_batches(

@@ -1,25 +1,32 @@
 """``facetwin.find``: the photos of an index in which the person of a photo appears, best first.
 
-The index's embeddings are searched through a FAISS HNSW graph (:class:`facetwin.ann_index.AnnIndex`) built on
-first use and saved beside the shards (``INDEX_DIR/faces.hnsw``); when shards were added since, only their faces
-are added to it. Faces of photos that changed since they were indexed are skipped.
+The index's faces are searched through its ANN (:mod:`facetwin.collection.ann`: a FAISS index saved in
+``INDEX_DIR/ann/``, extended with the faces of shards added since it was saved, never rebuilt for them). Only the
+candidates near enough to matter are read back, from their own shards: path, box and score, and the embedding,
+from which each distance is computed exactly, so an approximate search can miss a face but never misplace one.
+Faces of photos that changed since they were indexed are left out. A search sees the index as its manifest was
+when the search began: shards another process commits meanwhile are searched from the next call on.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from facetwin.collection.ann import Ann, open_ann
 from facetwin.collection.index_check import matrix
-from facetwin.collection.shards import IndexStore, index_model
+from facetwin.collection.shards import IndexStore, Shard, index_model
+from facetwin.collection.verified import identity
+from facetwin.core.distances import one_to_many, to_query
 from facetwin.errors import FacetwinError
-from facetwin.gallery.index import AnnIndex
 
 DEFAULT_TOP_K = 20
+SHARDS_KEPT = 256  # shards whose rows (paths, boxes, embeddings) a finder keeps after reading them
+DETAILS = ["path", "sha256", "face", "box", "score", "embedding"]
 
 
 @dataclass
@@ -53,92 +60,123 @@ class FindResult:
 
 @dataclass
 class _Snapshot:
-    generation: tuple
-    face_ids: np.ndarray
-    paths: np.ndarray
-    digests: np.ndarray
-    faces: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    ann: AnnIndex | None
-    roots: list[str]  # the manifest's photo_roots: where the photos came from
+    stamp: list | None  # the manifest's version
+    store: IndexStore
+    ann: Ann
+    roots: list[str]  # the manifest's photo_roots, on this machine: where the photos came from
 
 
 class Finder:
-    """Search one index; reloads (and extends its ANN index) when the index has grown."""
+    """Search one index; follows it as it grows (a new shard costs reading that shard, not the index).
+    ``root``: where the archive is now (``--root``), else where the index says."""
 
-    def __init__(self, index_dir: str | Path, model=None):
+    def __init__(self, index_dir: str | Path, model=None, *, root: str | Path | None = None):
         self.root = Path(index_dir)
-        self.model = index_model(self.root, IndexStore(self.root).model_info, model)
+        self.archive_root = root
+        self.model = index_model(self.root, IndexStore(self.root, archive_root=root).model_info, model)
         self._snapshot: _Snapshot | None = None
         self._lock = threading.Lock()
+        self._rows: OrderedDict[tuple, dict] = OrderedDict()  # (shard, its version) -> its rows' details
 
     def _current(self) -> _Snapshot:
-        generation = shard_names(self.root)  # shards are only ever added: their names say whether anything changed
+        stamp = identity(self.root / "manifest.json")  # every commit renames a new manifest into place
         with self._lock:
-            if self._snapshot is not None and self._snapshot.generation == generation:
+            if self._snapshot is not None and self._snapshot.stamp == stamp and stamp is not None:
                 return self._snapshot
-            store = IndexStore(self.root)
-            generation = tuple(s.name for s in store.shards)
-            table = store.read_faces(["face_id", "path", "sha256", "face", "box", "score", "embedding"])
-            n = table.num_rows
-            vectors = self._prepare(matrix(table, "embedding"))
-            face_ids = table["face_id"].to_numpy()
-            ann = None
-            if n:
-                ann = AnnIndex.load_or_build(
-                    self.root / "faces", len(store.shards), len(store.retired), face_ids, vectors, self.model.distance
-                )
-            boxes = matrix(table, "box")
-            self._snapshot = _Snapshot(
-                generation, face_ids, table["path"].to_numpy(zero_copy_only=False),
-                table["sha256"].to_numpy(zero_copy_only=False), table["face"].to_numpy(), boxes,
-                table["score"].to_numpy(), ann,
-                list(store.manifest.get("photo_roots", store.manifest.get("roots", []))),
-            )
+            store = IndexStore(self.root, archive_root=self.archive_root)
+            if store.model_info.get("fingerprint") != self.model.fingerprint:
+                raise FacetwinError(f"{self.root / 'manifest.json'}: the index now holds another model's faces.")
+            ann = open_ann(store, self.model.distance)
+            roots = [store.absolute(r) for r in store.manifest.get("photo_roots", [])]
+            self._snapshot = _Snapshot(stamp, store, ann, roots)
             return self._snapshot
-
-    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, np.float32)
-        if self.model.distance == "cosine":
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
 
     @property
     def roots(self) -> list[str]:
         """Where the index's photos came from (the folders given to ``facetwin index``, the folders of listed
-        photos)."""
+        photos), on this machine."""
         return self._current().roots
 
     def load(self) -> int:
-        """Load the index (and build or extend its ANN index) now; returns the number of faces."""
-        return len(self._current().face_ids)
+        """Open the index (and build or extend its ANN) now; returns the number of faces."""
+        return self._current().store.faces_total()
+
+    def _details(self, store: IndexStore, face_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Path (on this machine), digest, face number, box, score and embedding of each face id, read from the
+        shards that hold them (kept for the next searches)."""
+        where = store.shard_of(face_ids)
+        out = {key: [None] * len(face_ids) for key in DETAILS}
+        for k in np.unique(where):
+            rows = self._shard_rows(store, store.shards[k])
+            local = face_ids[where == k] - store.shards[k].first
+            for key in DETAILS:
+                values = rows[key][local]
+                for position, value in zip(np.flatnonzero(where == k), values, strict=True):
+                    out[key][position] = value
+        return out
+
+    def _shard_rows(self, store: IndexStore, shard: Shard) -> dict[str, np.ndarray]:
+        key = (shard.name, shard.first, store.id)
+        with self._lock:
+            if key in self._rows:
+                self._rows.move_to_end(key)
+                return self._rows[key]
+        table = store.fetch(np.arange(shard.first, shard.end), DETAILS)  # every row: positions are face id - first
+        rows = {
+            "path": np.asarray([store.absolute(p) for p in table["path"].to_pylist()], dtype=object),
+            "sha256": table["sha256"].to_numpy(zero_copy_only=False), "face": table["face"].to_numpy(),
+            "box": matrix(table, "box"), "score": table["score"].to_numpy(),
+            "embedding": to_query(matrix(table, "embedding"), self.model.distance),
+        }
+        with self._lock:
+            self._rows[key] = rows
+            while len(self._rows) > SHARDS_KEPT:
+                self._rows.popitem(last=False)
+        return rows
 
     def find_embedding(self, vector, top_k: int = DEFAULT_TOP_K) -> tuple[list[Hit], int]:
         """Photos whose best face is within the model's threshold of ``vector``, nearest first (at most ``top_k``)."""
         snap = self._current()
         threshold = float(self.model.threshold)
-        if snap.ann is None or top_k < 1:
-            return [], len(snap.face_ids)
-        query = self._prepare(np.asarray(vector, np.float32)[None])
-        k = min(len(snap.face_ids), max(4 * top_k, 64))
+        faces = snap.ann.count
+        if faces == 0 or top_k < 1 or not np.isfinite(threshold):
+            return [], snap.store.faces_total()
+        query = to_query(np.asarray(vector, np.float32), self.model.distance)
+        reach = threshold + snap.ann.margin
+        k = min(faces, max(4 * top_k, 64))
         while True:
-            rows, distances = snap.ann.search(query, k)
-            hits: dict[str, Hit] = {}
-            for row, d in zip(rows, distances, strict=True):
-                if not np.isfinite(threshold) or d > threshold:
+            ids, approx = snap.ann.search(query, k)
+            ids, approx = ids[0], approx[0]
+            near = ids[approx <= reach]
+            hits = self._hits(snap.store, near, query[0], threshold, top_k)
+            exhausted = not len(ids) or ids[-1] < 0 or approx[-1] > reach or k >= faces
+            if len(hits) >= top_k or exhausted:
+                return hits, snap.store.faces_total()
+            k = min(faces, 4 * k)
+
+    def _hits(self, store: IndexStore, face_ids: np.ndarray, query: np.ndarray, threshold: float,
+              top_k: int) -> list[Hit]:
+        """The photos of ``face_ids`` within ``threshold`` by their exact distance, best face of each, nearest
+        first."""
+        if not len(face_ids):
+            return []
+        details = self._details(store, face_ids)
+        exact = one_to_many(np.stack(details["embedding"]), query, self.model.distance)
+        hits: dict[str, Hit] = {}
+        for row in np.argsort(exact, kind="stable"):
+            d = float(exact[row])
+            if d > threshold:
+                break
+            path = str(details["path"][row])
+            if path not in hits:
+                hits[path] = Hit(
+                    path, str(details["sha256"][row]), int(details["face"][row]), int(face_ids[row]),
+                    [round(float(v), 1) for v in details["box"][row]], round(float(details["score"][row]), 4),
+                    d, float(self.model.probability(d)),
+                )
+                if len(hits) == top_k:
                     break
-                path = str(snap.paths[row])
-                if path not in hits:
-                    hits[path] = Hit(
-                        path, str(snap.digests[row]), int(snap.faces[row]), int(snap.face_ids[row]),
-                        [round(float(v), 1) for v in snap.boxes[row]], round(float(snap.scores[row]), 4),
-                        float(d), float(self.model.probability(d)),
-                    )
-            within = len(distances) and np.isfinite(threshold) and distances[-1] <= threshold
-            if len(hits) >= top_k or not within or k >= len(snap.face_ids):
-                return list(hits.values())[:top_k], len(snap.face_ids)
-            k = min(len(snap.face_ids), 4 * k)
+        return list(hits.values())
 
     def find(
         self, photo, top_k: int = DEFAULT_TOP_K, *, name: str | None = None, face: str | None = None
@@ -150,27 +188,19 @@ class Finder:
         crop = self.model.face_crops(photo, no_face="error", name=name, face=face)[0]
         vector = self.model.embed_crops(crop.crop[None])[0]
         hits, searched = self.find_embedding(vector, top_k)
-        ann = self._current().ann
-        method = ann.name if ann is not None else "empty"
-        return FindResult(crop.to_dict(), hits, float(self.model.threshold), method, searched)
+        return FindResult(crop.to_dict(), hits, float(self.model.threshold), self._current().ann.name, searched)
 
 
-def shard_names(root: Path) -> tuple[str, ...]:
-    try:
-        return tuple(sorted(n for n in os.listdir(root / "shards") if n.startswith("shard-")))
-    except OSError:
-        return ()
+_finders: dict[tuple[str, str | None], Finder] = {}
 
 
-_finders: dict[str, Finder] = {}
-
-
-def find(photo, index: str | Path, *, top_k: int = DEFAULT_TOP_K, face: str | None = None) -> FindResult:
+def find(photo, index: str | Path, *, top_k: int = DEFAULT_TOP_K, face: str | None = None,
+         root: str | Path | None = None) -> FindResult:
     """The photos of ``index`` in which the person of ``photo`` appears, best first, cut at the threshold."""
-    key = str(Path(index).resolve())
+    key = (str(Path(index).resolve()), None if root is None else str(root))
     finder = _finders.get(key)
     if finder is None:
-        finder = _finders[key] = Finder(index)
+        finder = _finders[key] = Finder(index, root=root)
     return finder.find(photo, top_k, face=face)
 
 

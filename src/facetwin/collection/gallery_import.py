@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,15 +30,15 @@ def import_index(index_dir: str | Path, gallery_path: str | Path | None = None) 
     store = IndexStore(index_dir)
     table = store.read_faces(["path", "sha256", "face", "embedding"])  # all checked before any gallery is touched
     vectors = matrix(table, "embedding")
-    roots = {str(Path(r)) for r in store.manifest.get("roots", [])}
+    roots = set(store.manifest.get("roots", []))  # the folders given to facetwin index, below the archive root
     rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
     unnamed = 0
     for row, (path, digest, face) in enumerate(zip(*(table[c].to_pylist() for c in ("path", "sha256", "face")),
                                                    strict=True)):
         if face != 0:
             continue
-        folder = Path(path).parent
-        person = _person(folder.name) if str(folder) not in roots else None
+        folder = posixpath.dirname(path) or "."
+        person = _person(posixpath.basename(folder)) if folder not in roots and folder != "." else None
         if person is None:
             unnamed += 1
         else:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.collection import archive
+from facetwin.collection import index_check as check
 from facetwin.collection.originals import roots_of
 from facetwin.collection.scan import survey
 from facetwin.collection.shards import IndexStore
@@ -66,10 +68,13 @@ def index(
     engine: str = "auto",
     shard_photos: int = DEFAULT_SHARD_PHOTOS,
     progress: bool = True,
+    root: str | Path | None = None,
 ) -> IndexSummary:
     """Index every face of every photo under ``photos`` (folders, lists of paths, files) into ``out``.
 
     Only photos the index does not hold yet (by path and SHA-256) are processed; a re-run adds what is missing.
+    Paths are kept below the archive root (:mod:`facetwin.collection.archive`): ``root`` names it for a new index
+    (default: the deepest folder holding every photo), or says where an existing index's root is now.
     """
     from facetwin.loading import load
     from facetwin.model import Model
@@ -86,25 +91,34 @@ def index(
         source = str(model) if model is not None else (manifest_source or DEFAULT_BACKBONE)
         loaded = load(source)
     photos = [photos] if isinstance(photos, str | Path) else list(photos)
-    store = IndexStore(out, loaded, write=True)
+    store = IndexStore(out, loaded, write=True, archive_root=root)
     try:
         surveyed = survey(photos, skip=out)
         found = surveyed.photos
-        todo = [c.path for c in found if _needs_work(store, c)]
+        if store.archive_root is None:
+            store.archive_root = archive.first_root(photos, [c.path for c in found])
+        below = archive.below([c.path for c in found], store.archive_root)
+        outside = [c.path for c, rel in zip(found, below, strict=True) if rel is None]
+        if outside:  # photos from elsewhere: the root moves up to hold them too
+            store.rebase(archive.widened(store.archive_root, outside))
+            below = archive.below([c.path for c in found], store.archive_root)
+        base = store.archive_root
+        earlier = store.lookup(below)
+        todo = [rel for rel, c in zip(below, found, strict=True) if _needs_work(earlier.get(rel), c)]
         chosen = choose_engine(engine, len(todo), workers, ray_address)
         before_faces = store.faces_total()
-        writer = ShardWriter(store, shard_photos=shard_photos, total=len(todo), progress=progress)
+        writer = ShardWriter(store, shard_photos=shard_photos, total=len(todo), progress=progress, earlier=earlier)
         details: dict = {}
         began = time.time()
         try:
             if todo and chosen == "ray":
                 from facetwin.collection.engine_ray import run_ray
 
-                details = run_ray(todo, loaded, source, writer, workers=workers, address=ray_address)
+                details = run_ray(todo, loaded, source, writer, root=base, workers=workers, address=ray_address)
             elif todo:
                 from facetwin.collection.engine_local import run_local
 
-                run_local(todo, loaded, writer)
+                run_local(todo, loaded, writer, base)
                 details = {"workers": 1}
             writer.flush()
         except KeyboardInterrupt:
@@ -118,7 +132,7 @@ def index(
             details["first_photo_seconds"] = round(writer.first, 3)  # start-up: Ray, actors, models, first batch
             details["steady_photos_per_second"] = round((writer.done - 1) / (seconds - writer.first), 3)
         if writer.open:
-            missing = ", ".join(sorted(p for p, _ in writer.open)[:3])
+            missing = ", ".join(sorted(store.absolute(p) for p, _ in writer.open)[:3])
             raise FacetwinError(f"{out}: the run ended with photos still incomplete ({missing}); run it again.")
         run = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)), "engine": chosen, "todo": len(todo),
@@ -128,28 +142,31 @@ def index(
         }
         folders, places = roots_of(photos, [c.path for c in found])
         for key, new in (("roots", folders), ("photo_roots", places)):  # photos are shown only from photo_roots
-            store.manifest[key] = sorted(set(store.manifest.get(key, [])) | new)
+            kept = {archive.relative(folder, base) or "." for folder in new}
+            store.manifest[key] = sorted(set(store.manifest.get(key, [])) | kept)
         manifest = store.write_manifest(run)
         return IndexSummary(
             index=str(out), engine=chosen, scanned=len(found), todo=len(todo), added_photos=writer.done,
             added_faces=run["faces"], seconds=seconds, photos_per_second=run["photos_per_second"] or 0.0,
             counts=manifest["counts"], errors=store.errors(), details=details, skipped=dict(surveyed.skipped),
-            unreadable=sum(1 for p in todo if store.photos.get(p, {}).get("error")),
+            unreadable=writer.unreadable,
         )
     finally:
         store.close()
 
 
 def _recorded_source(out: Path) -> str | None:
+    """The model source the index's manifest names (None for a new index; a damaged one is refused when opened)."""
     try:
-        return IndexStore(out).model_info.get("source")
-    except FacetwinError:
+        return check.manifest(out / "manifest.json", (out / "manifest.json").read_text(encoding="utf-8"))["model"][
+            "source"]
+    except (OSError, UnicodeDecodeError, FacetwinError):
         return None
 
 
-def _needs_work(store: IndexStore, candidate) -> bool:
-    """New path, or a file whose size or time changed since it was indexed and whose digest differs now."""
-    info = store.photos.get(candidate.path)
+def _needs_work(info: dict | None, candidate) -> bool:
+    """New path (``info``: its version in the index, if any), or a file whose size or time changed since it was
+    indexed and whose digest differs now."""
     if info is None:
         return True
     if candidate.size == info["size"] and candidate.mtime_ns == info["mtime_ns"]:

@@ -1,65 +1,31 @@
 """The people of an index: cluster its faces (again, incrementally), name, merge, split, export to a gallery.
 
-``cluster_index`` is what ``facetwin cluster INDEX_DIR`` runs. The first run clusters every face; later runs keep
-every existing cluster and its id, let the faces added since (and earlier noise) join the clusters they match, and
-make new clusters of the rest (:func:`facetwin.collection.cluster.update`). ``fresh=True`` re-clusters everything
-except the named clusters. Named, merged and split clusters therefore survive every later run. Cluster names follow
-the rules of person names (:func:`facetwin.core.validate.person_name`) wherever they enter, and :func:`describe`
-says who is likely in each cluster (the nearest person of the model's default gallery) with a sample photo.
+``cluster_index`` is what ``facetwin cluster INDEX_DIR`` runs (:mod:`facetwin.collection.cluster_run`). The first
+run clusters every face; later runs keep every existing cluster and its id, let the faces added since (and earlier
+noise next to them) join the clusters they match, and make new clusters of the rest, reading only the new faces.
+``fresh=True`` re-clusters everything except the named clusters. Named, merged and split clusters therefore survive
+every later run. Cluster names follow the rules of person names (:func:`facetwin.core.validate.person_name`) wherever
+they enter, and :func:`describe` says who is likely in each cluster (the nearest person of the model's default
+gallery) with a sample photo. Only the faces a step needs are read from the shards.
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from facetwin.collection import cluster_store as store
-from facetwin.collection.cluster import (
-    MERGE_PROBABILITY,
-    MIN_FACES,
-    NOISE,
-    average_linkage,
-    merge_distance,
-    relabel,
-    update,
-)
+from facetwin.collection.cluster import MIN_FACES, NOISE, average_linkage, relabel
 from facetwin.collection.cluster_graph import knn_graph
-from facetwin.collection.index_faces import IndexFaces, read_faces
-from facetwin.collection.shards import index_model
+from facetwin.collection.cluster_run import run, scale
+from facetwin.collection.index_check import matrix
+from facetwin.collection.shards import IndexStore, index_model
 from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 
-METHOD = "average linkage on the k-NN graph, cut where the model's calibrated P(same) is 0.97"
 SPLIT_SCALE = 0.8  # an automatic split re-cuts the cluster's own faces at 0.8 × the merge distance
-
-
-def _scale(faces: IndexFaces) -> tuple[str, float, float]:
-    """The index model's distance, threshold and merge distance (from its calibration: the manifest's ``slope``
-    and ``intercept`` when it records them, else the model loaded from its ``source``)."""
-    model = faces.model
-    if model.get("distance") not in ("cosine", "euclidean") or not isinstance(model.get("threshold"), int | float):
-        raise FacetwinError(f"{faces.root / 'manifest.json'}: the manifest names no model distance and threshold.")
-    slope, intercept = model.get("slope"), model.get("intercept")
-    if slope is None or intercept is None:
-        slope, intercept = _calibration(faces)
-    threshold = float(model["threshold"])
-    return model["distance"], threshold, merge_distance(threshold, slope, intercept)
-
-
-def _calibration(faces: IndexFaces) -> tuple[float | None, float | None]:
-    """Logistic calibration of the model that made the index (None, None when it cannot be loaded here)."""
-    return _calibration_of(str(faces.root), str(faces.model.get("source") or ""), str(faces.model.get("fingerprint")))
-
-
-@functools.lru_cache(maxsize=8)
-def _calibration_of(root: str, source: str, fingerprint: str) -> tuple[float | None, float | None]:
-    try:
-        loaded = index_model(root, {"source": source, "fingerprint": fingerprint})
-    except FacetwinError:
-        return None, None
-    return loaded.slope, loaded.intercept
+DESCRIBED_FACES = 64  # faces of a cluster read to describe it (its first ones): mean, sample photo, likely person
 
 
 def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool = False) -> dict:
@@ -67,27 +33,9 @@ def _cluster_index(root: str | Path, *, min_faces: int = MIN_FACES, fresh: bool 
     returns a summary."""
     if min_faces < 1:
         raise FacetwinError(f"--min-faces must be at least 1, not {min_faces}.")
-    faces = read_faces(root)
-    distance, threshold, cut = _scale(faces)
-    old = store.load(root)
-    fingerprint = faces.model.get("fingerprint")
-    if old.meta.get("model_fingerprint") not in (None, fingerprint):
-        fresh = True  # the index was rebuilt with another model: the old assignment means nothing, names do
-    seeds = old.lookup(faces.face_ids)
-    if fresh:
-        seeds[~np.isin(seeds, list(old.names))] = NOISE
-    labels = update(faces.embeddings, distance, cut, seeds, old.next_id, min_faces=min_faces)
-    next_id = max(old.next_id, int(labels.max(initial=-1)) + 1)
-    table = store.ClusterTable(
-        faces.face_ids, labels, dict(old.names), next_id,
-        {"model_fingerprint": fingerprint, "distance": distance, "threshold": threshold, "merge_distance": cut,
-         "merge_probability": MERGE_PROBABILITY, "method": METHOD, "min_faces": min_faces},
-    )
-    store.save(root, table)
-    result = summary(root, table)
-    result.update(new_faces=int((~np.isin(faces.face_ids, old.face_ids)).sum()),
-                  joined=int(((seeds == NOISE) & (labels >= 0) & (labels < old.next_id)).sum()),
-                  new_clusters=len(set(labels[labels >= old.next_id].tolist())))
+    changes = run(root, min_faces=min_faces, fresh=fresh)
+    result = summary(root)
+    result.update(changes)
     return result
 
 
@@ -151,10 +99,10 @@ def _split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None)
             raise FacetwinError(f"{store.path_of(root)}: some of the faces given are not in cluster {cluster_id}.")
         parts = part.astype(np.int64)
     else:
-        faces = read_faces(root)
-        distance, _, cut = _scale(faces)
-        pos = np.searchsorted(faces.face_ids, table.face_ids[members])
-        graph = knn_graph(faces.embeddings[pos], distance)
+        index = IndexStore(root)
+        distance, _, cut = scale(index.model_info, Path(root))
+        vectors = matrix(index.fetch(table.face_ids[members], ["embedding"]), "embedding")
+        graph = knn_graph(vectors, distance)
         i, j, d = graph.edges()
         parts = relabel(average_linkage(len(members), i, j, d, SPLIT_SCALE * cut, radius=graph.radius()), min_faces=1)
     if len(set(parts.tolist())) < 2:
@@ -174,14 +122,15 @@ def _split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None)
 def named_faces(root: str | Path) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Embeddings and photo digests of the faces of every named cluster, by name."""
     table = _loaded(root)
-    faces = read_faces(root)
-    clusters = table.lookup(faces.face_ids)
+    index = IndexStore(root)
+    current = ~index.retired_mask(table.face_ids)
     out: dict[str, tuple[np.ndarray, list[str]]] = {}
     for cid, person in table.names.items():
-        rows = np.flatnonzero(clusters == cid)
-        if len(rows):
-            vecs, digests = out.get(person, (np.zeros((0, faces.embeddings.shape[1]), np.float32), []))
-            out[person] = (np.vstack([vecs, faces.embeddings[rows]]), digests + [faces.digests[r] for r in rows])
+        ids = table.face_ids[(table.clusters == cid) & current]
+        if len(ids):
+            rows = index.fetch(ids, ["sha256", "embedding"])
+            vecs, digests = out.get(person, (np.zeros((0, rows["embedding"].type.list_size), np.float32), []))
+            out[person] = (np.vstack([vecs, matrix(rows, "embedding")]), digests + rows["sha256"].to_pylist())
     return out
 
 
@@ -194,7 +143,7 @@ def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
     if not named:
         raise FacetwinError(f"{Path(root)}: no cluster has a name yet, so there is nothing to export "
                             "(name one with `facetwin cluster name`).")
-    gallery = Gallery(gallery_path, index_model(root, read_faces(root, embeddings=False).model))
+    gallery = Gallery(gallery_path, index_model(root, IndexStore(root).model_info))
     known = gallery.sources()
     people, sources, skipped = {}, {}, 0
     for person, (vecs, digests) in named.items():
@@ -206,11 +155,10 @@ def export_gallery(root: str | Path, gallery_path: str | Path) -> dict:
     return {"people": len(people), "enrolled": int(added), "already_enrolled": skipped}
 
 
-
 def _locked(root, wait: float | None):
     """The clusters lock of an index (checked to be an index first, so a wrong folder gets the index error)."""
     if not (Path(root) / "manifest.json").is_file():
-        read_faces(root)  # raises: not a facetwin index
+        IndexStore(root)  # raises: not a facetwin index
     return store.locked(root, wait)
 
 
@@ -243,31 +191,37 @@ def split(root: str | Path, cluster_id: int, face_ids: list[int] | None = None, 
 
 
 def describe(
-    root: str | Path, clusters: list[dict], *, gallery: str | Path | None = None
+    root: str | Path, clusters: list[dict], *, gallery: str | Path | None = None,
+    archive_root: str | Path | None = None,
 ) -> tuple[list[dict], str | None]:
-    """``clusters`` (items of :func:`summary`) with, for each, ``sample``: the photo of its most typical face (the
-    one nearest the cluster's mean), and ``likely``: the nearest person of ``gallery`` (default: the index model's
-    default gallery, when there is one) to that mean, with the distance and whether it is within the model's
-    threshold (None without a gallery or people); and the gallery used (None: none)."""
+    """``clusters`` (items of :func:`summary`) with, for each, ``sample``: the photo of its most typical face (of
+    its first ``DESCRIBED_FACES``, the one nearest their mean), and ``likely``: the nearest person of ``gallery``
+    (default: the index model's default gallery, when there is one) to that mean, with the distance and whether it
+    is within the model's threshold (None without a gallery or people); and the gallery used (None: none).
+    ``archive_root``: where the archive is now, for the sample photos' paths."""
     if not clusters:
         return clusters, None
-    faces = read_faces(root)
-    labels = _loaded(root).lookup(faces.face_ids)
-    order = np.argsort(labels, kind="stable")  # the rows of each cluster, found by bisection: no pass per cluster
-    ranked = labels[order]
-    people = _gallery_of(faces, gallery)
+    index = IndexStore(root, archive_root=archive_root)
+    table = _loaded(root)
+    current = ~index.retired_mask(table.face_ids)
+    order = np.argsort(table.clusters, kind="stable")  # the rows of each cluster, found by bisection
+    ranked = table.clusters[order]
+    people = _gallery_of(index, Path(root), gallery)
+    cosine = index.model_info.get("distance") == "cosine"
     out = []
     for item in clusters:
         lo, hi = np.searchsorted(ranked, [item["id"], item["id"] + 1])
-        rows = order[lo:hi]
-        if not len(rows):
+        ids = table.face_ids[order[lo:hi]]
+        ids = ids[current[order[lo:hi]]][:DESCRIBED_FACES]
+        if not len(ids):
             out.append({**item, "sample": None, "likely": None})
             continue
-        vectors = faces.embeddings[rows]
-        if faces.model.get("distance") == "cosine":
+        rows = index.fetch(ids, ["path", "embedding"])
+        vectors = matrix(rows, "embedding")
+        if cosine:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         centre = vectors.mean(axis=0)
-        typical = rows[int(np.argmin(np.linalg.norm(vectors - centre, axis=1)))]
+        typical = int(np.argmin(np.linalg.norm(vectors - centre, axis=1)))
         likely = None
         if people is not None:
             found = people.search(centre, top_k=1)
@@ -275,11 +229,11 @@ def describe(
                 best = found.matches[0]
                 likely = {"person": best.person, "distance": round(best.distance, 4),
                           "within_threshold": found.person != "unknown"}
-        out.append({**item, "sample": faces.paths[typical], "likely": likely})
+        out.append({**item, "sample": index.absolute(rows["path"][typical].as_py()), "likely": likely})
     return out, str(people.path) if people is not None else None
 
 
-def _gallery_of(faces: IndexFaces, path: str | Path | None):
+def _gallery_of(index: IndexStore, root: Path, path: str | Path | None):
     """The gallery to say who is likely in a cluster: ``path``, or the model's default gallery if it exists; None
     when there is none, it is empty or cannot be read."""
     from facetwin.gallery import Gallery
@@ -287,7 +241,7 @@ def _gallery_of(faces: IndexFaces, path: str | Path | None):
     from facetwin.loading import is_run_dir
 
     try:
-        loaded = index_model(faces.root, faces.model)
+        loaded = index_model(root, index.model_info)
         if path is None:
             path = default_gallery(loaded.source, loaded.fingerprint, is_run=is_run_dir(loaded.source))
         if not Path(path).is_file():

@@ -6,8 +6,9 @@
 2. :class:`Embedder` (one model per instance; a Ray actor in the Ray engine): adds ``embedding`` to the face
    rows in batches and drops the crops.
 
-Every row carries its photo's path, SHA-256 (of the bytes decoded), size, time and face count, so the writer can
-tell when a photo is complete whatever order rows arrive in.
+Every row carries its photo's path (below the archive root: stage 1 reads ``root``/path, the root the driver found,
+so every node reads the photos through it), SHA-256 (of the bytes decoded), size, time and face count, so the writer
+can tell when a photo is complete whatever order rows arrive in.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def _read(path: str) -> tuple[bytes, int]:
     return Path(path).read_bytes(), int(mtime)
 
 
-def prepare(batch: dict, *, spec: InputSpec) -> dict:
-    """Stage 1 on a batch ``{"path": [...]}``: rows of faces (with crops) and of faceless or unreadable photos."""
+def prepare(batch: dict, *, spec: InputSpec, root: str) -> dict:
+    """Stage 1 on a batch ``{"path": [...]}`` of paths below ``root``: rows of faces (with crops) and of faceless or
+    unreadable photos."""
     rows: dict[str, list] = {k: [] for k in (*SCALARS, "box", "landmarks", "crop")}
     blank = np.zeros(crop_shape(spec), np.uint8)
 
@@ -52,23 +54,24 @@ def prepare(batch: dict, *, spec: InputSpec) -> dict:
 
     for path in batch["path"]:
         path = str(path)
+        full = os.path.join(root, path)
         try:
-            data, mtime = _read(path)
+            data, mtime = _read(full)
         except OSError as exc:
-            add(path, "", -1, -1, 0, 0, 0, error=f"{path}: cannot be read ({exc.strerror or exc}).")
+            add(path, "", -1, -1, 0, 0, 0, error=f"{full}: cannot be read ({exc.strerror or exc}).")
             continue
         digest = hashlib.sha256(data).hexdigest()
         if not data:
-            add(path, digest, 0, mtime, 0, 0, 0, error=f"{path}: the file is empty.")
+            add(path, digest, 0, mtime, 0, 0, 0, error=f"{full}: the file is empty.")
             continue
         try:
-            rgb = load_image(data, name=path)
+            rgb = load_image(data, name=full)
         except FacetwinError as exc:
             add(path, digest, len(data), mtime, 0, 0, 0, error=str(exc))
             continue
         height, width = rgb.shape[:2]
         try:
-            crops = face_crops(rgb, spec, all_faces=True, name=path)
+            crops = face_crops(rgb, spec, all_faces=True, name=full)
         except FacetwinError:  # decoded fine: what face_crops refuses is a photo without a face
             crops = []
         if not crops:

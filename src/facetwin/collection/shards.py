@@ -1,98 +1,149 @@
-"""The index on disk: Parquet shards of faces, each committed whole, and a manifest that summarises them.
+"""The index on disk (format 2): Parquet shards of faces, a Parquet table of photos beside each, and a manifest that
+says what is committed.
 
-``INDEX_DIR/shards/shard-NNNNNN.parquet`` holds one row per face (``face_id``, ``path``, ``sha256``, ``face``,
-``box`` x/y/w/h, ``landmarks`` 5×(x, y), ``score``, ``embedding``) and, in its footer metadata
-(``facetwin.photos``), every photo it covers, faces or not, with the reason when a photo could not be read.
-A shard is written to a temporary file and renamed, so it is there whole or not at all, and a Ctrl-C waits
-until the commit (file and bookkeeping) is done; the shards are the truth and ``manifest.json`` (model
-fingerprint, counts, errors, runs) is rewritten from them after each one. ``face_id`` numbers faces densely in the
-order they were committed: side tables (clusters, names) key on it. Everything read back goes through the checks
-of :mod:`facetwin.collection.index_check`; the folder and its files are owner-only (:mod:`facetwin.core.paths`).
+- ``shards/shard-NNNNNN.parquet``: one row per face (``face_id``, ``sha256``, ``face``, ``box`` x/y/w/h,
+  ``landmarks`` 5×(x, y), ``score``, ``embedding``); its footer names its first face id and its model.
+- ``photos/photos-NNNNNN.parquet``: one row per photo of that shard, faces or not, in the order of their faces:
+  ``path`` (below the archive root, :mod:`facetwin.collection.archive`), ``sha256``, ``size``, ``mtime_ns``,
+  ``width``, ``height``, ``faces``, ``face_id`` (its first), ``photo_id``, ``error`` (why it could not be read).
+- ``manifest.json``: the model, the archive root, every committed shard (first face id, faces, photos, first and
+  last photo path), the faces retired since (earlier versions of photos that changed), counts, unreadable photos
+  and runs.
+
+A commit writes the photos table and the shard (each a temporary file renamed), then the manifest: the commit point.
+A run killed before it leaves files the manifest does not name; readers never look at them and the next writer
+removes them. Opening an index reads the manifest (and stats each file, below); a shard or photos table is read
+when it is needed, and "is this photo indexed?" reads only the photos tables whose path range can hold the photos
+asked about. ``face_id`` numbers faces densely in commit order (side tables key on it); ``photo_id`` numbers photo
+versions: a photo indexed again after it changed gets a new one and its earlier faces are retired.
+
+Every file is checked (:mod:`facetwin.collection.index_check`) the first time this user's facetwin meets that
+version of it, and remembered (:mod:`facetwin.collection.verified`): a file changed since it was written or checked
+is checked again before it is used, whatever reads it. The folder and its files are owner-only
+(:mod:`facetwin.core.paths`). Format 1 indexes are migrated once, when first opened (:mod:`.migrate`).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
+import posixpath
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facetwin.backbones.registry import DEFAULT_BACKBONE
+from facetwin.collection import archive
 from facetwin.collection import index_check as check
-from facetwin.collection.index_check import FINGERPRINT_KEY, FIRST_KEY, FORMAT, PHOTOS_KEY
+from facetwin.collection.index_check import FINGERPRINT_KEY, FIRST_KEY, FORMAT, FORMAT_V1
+from facetwin.collection.verified import Record, identity
 from facetwin.core import paths
 from facetwin.core.paths import printable
 from facetwin.errors import FacetwinError
 
-CHECKED_LIMIT = 100_000  # shard versions remembered as checked (an index of 100 M photos at 1,000 a shard)
-_CHECKED: set[tuple[int, ...]] = set()  # (device, inode, size, mtime, ctime) of shard files whose rows passed
 PHOTO_FIELDS = ("path", "sha256", "size", "mtime_ns", "width", "height", "faces", "face_id", "error")
+COUNTS = ("photos", "faces", "errors", "no_face", "retired_faces")
+PHOTO_SCHEMA = check.photo_schema()
+PHOTO_ONLY = ("path", "size", "mtime_ns", "width", "height", "photo_id")  # a face's columns read from its photo
 
 
 def schema(dim: int) -> pa.Schema:
+    """The columns of a shard of faces."""
     return pa.schema([
-        ("face_id", pa.int64()), ("path", pa.string()), ("sha256", pa.string()), ("face", pa.int32()),
-        ("box", pa.list_(pa.float32(), 4)), ("landmarks", pa.list_(pa.float32(), 10)), ("score", pa.float32()),
-        ("embedding", pa.list_(pa.float32(), dim)),
+        ("face_id", pa.int64()), ("sha256", pa.string()), ("face", pa.int32()), ("box", pa.list_(pa.float32(), 4)),
+        ("landmarks", pa.list_(pa.float32(), 10)), ("score", pa.float32()), ("embedding", pa.list_(pa.float32(), dim)),
     ])
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A committed shard as the manifest records it."""
+
+    number: int
+    first: int  # its first face id
+    faces: int
+    photos: int
+    lo: str  # the first and last of its photos' paths (as its photos table holds them), in sorted order
+    hi: str
+    prefix: str = "."  # the folder below the archive root that its photos table's paths start from
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.number:06d}.parquet"
+
+    @property
+    def photos_name(self) -> str:
+        return f"photos-{self.number:06d}.parquet"
+
+    @property
+    def end(self) -> int:
+        return self.first + self.faces
+
+    def entry(self) -> dict:
+        """The shard as the manifest records it (the prefix only when it has one)."""
+        entry = {"name": self.name, "first": self.first, "faces": self.faces, "photos": self.photos, "lo": self.lo,
+                 "hi": self.hi}
+        return entry if self.prefix == "." else {**entry, "prefix": self.prefix}
+
+    def below(self, path: str) -> str:
+        """A path of its photos table as a path below the archive root."""
+        return path if self.prefix == "." else posixpath.join(self.prefix, path)
+
+    @classmethod
+    def of(cls, entry: dict) -> Shard:
+        return cls(int(entry["name"][6:-8]), entry["first"], entry["faces"], entry["photos"], entry["lo"], entry["hi"],
+                   entry.get("prefix", "."))
 
 
 @dataclass
 class Photo:
     """A photo complete with all its faces, ready to be committed."""
 
-    info: dict  # PHOTO_FIELDS
+    info: dict  # PHOTO_FIELDS (path below the archive root)
     faces: list[dict] = field(default_factory=list)  # face, box, landmarks, score, embedding
+    replaces: dict | None = None  # the version of this path indexed before (its faces are retired)
 
 
 class IndexStore:
-    """An index folder opened for writing (one writer at a time: a lock file) or reading."""
+    """An index folder opened for writing (one writer at a time: a lock file) or reading. ``archive_root``: where
+    the archive is now (``--root``), else found as :func:`facetwin.collection.archive.resolve` says."""
 
-    def __init__(self, root: str | Path, model=None, *, write: bool = False):
+    def __init__(self, root: str | Path, model=None, *, write: bool = False, archive_root: str | Path | None = None):
         self.root = Path(root)
         self.shard_dir = self.root / "shards"
+        self.photo_dir = self.root / "photos"
         self.manifest_path = self.root / "manifest.json"
         if not write and not self.manifest_path.is_file():
             raise FacetwinError(f"{self.root}: not a facetwin index (no manifest.json).")
         self._lock = None
         if write:
             paths.private_folder(self.root)
-            self._lock = open(paths.private_file(self.root / ".lock"), "w")  # noqa: SIM115 - held for the store's life
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self.close()
-                raise FacetwinError(f"{self.root}: another facetwin run is writing this index.") from None
+            self._lock = _lock(self.root)
         try:
-            self.manifest = self._read_manifest()
-            self.model_info = self.manifest.get("model") or {}
+            doc = self._read_manifest()
+            if doc.get("format") == FORMAT_V1:
+                doc = self._migrated()
+            self._load(doc, archive_root)
             if model is not None:
                 self._check_model(model)
-            self.reload()
+            self._verify()
         except BaseException:
             self.close()
             raise
         if write:
             self._own()
 
-    def _own(self) -> None:
-        """The index is a store of faces: its folders 0700 and files 0600, also when an earlier release made them
-        readable; temporary files of a killed run are removed."""
-        paths.private_folder(self.shard_dir)
-        for stale in self.shard_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        for file in (*self.shards, self.manifest_path, *self.root.glob("faces.hnsw*"), self.root / "clusters.parquet"):
-            paths.tighten(file, paths.PRIVATE_FILE)
-
-    # ------------------------------------------------------------------ reading
+    # ------------------------------------------------------------------ opening
     def _read_manifest(self) -> dict:
         try:
             text = self.manifest_path.read_text(encoding="utf-8")
@@ -101,6 +152,27 @@ class IndexStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise FacetwinError(f"{self.manifest_path}: unreadable index manifest ({check.reason(exc)}).") from None
         return check.manifest(self.manifest_path, text)
+
+    def _migrated(self) -> dict:
+        """A format 1 index made format 2, under the writer's lock (taken for the while when reading)."""
+        from facetwin.collection.migrate import migrate
+
+        with contextlib.nullcontext() if self._lock is not None else _locked(self.root):
+            doc = self._read_manifest()  # another process may have migrated it meanwhile
+            return migrate(self.root, doc) if doc.get("format") == FORMAT_V1 else doc
+
+    def _load(self, doc: dict, archive_root) -> None:
+        self.manifest = doc
+        self.model_info = doc.get("model") or {}
+        self.id = doc.get("id") or uuid.uuid4().hex
+        self.shards = [Shard.of(entry) for entry in doc.get("shards", [])]
+        self._firsts = [s.first for s in self.shards]
+        self.next_face_id = int(doc.get("next_face_id", 0))
+        self.next_photo_id = int(doc.get("next_photo_id", 0))
+        self.retired = np.asarray(doc.get("retired", []), np.int64).reshape(-1, 2)
+        self._counts = {key: int(doc.get("counts", {}).get(key, 0)) for key in COUNTS}
+        self._errors = list(doc.get("errors", []))
+        self.archive_root = archive.resolve(self.root, doc, archive_root)
 
     def _check_model(self, model) -> None:
         info = {
@@ -114,92 +186,213 @@ class IndexStore:
             )
         self.model_info = self.model_info or info
 
-    def shard_files(self) -> list[Path]:
-        return sorted(self.shard_dir.glob("shard-*.parquet")) if self.shard_dir.is_dir() else []
+    def _version(self, shard: Shard) -> list:
+        """What a check of ``shard`` covers: both files' versions, the model and the manifest's entry."""
+        key = []
+        for file in (self.shard_dir / shard.name, self.photo_dir / shard.photos_name):
+            found = identity(file)
+            if found is None:
+                raise check.bad(file, "missing, although the manifest names it")
+            key.append(found)
+        facts = {k: v for k, v in shard.entry().items() if k != "prefix"}  # a new root changes no file
+        return [*key, self.model_info.get("fingerprint"), self.model_info.get("embedding_dim"), facts]
 
-    def reload(self) -> None:
-        """Read every committed shard's footer: the photos indexed, face ids used, errors."""
-        self.photos: dict[str, dict] = {}  # path -> its latest version
-        self.retired: list[dict] = []  # earlier versions of photos that changed since (their faces are left out)
-        self.face_rows = 0
-        self.next_face_id = 0
-        self.shards = self.shard_files()
-        self._footers: dict[Path, tuple[int, int, list[dict]]] = {}  # shard -> first face id, rows, photos
-        dim = int(self.model_info.get("embedding_dim") or 0)
+    def _verify(self) -> None:
+        """Check every shard (and photos table) whose version this user's facetwin has not written or checked."""
+        self.record = Record(self.id)
+        self._trusted: dict[str, list] = {}
         for shard in self.shards:
-            try:
-                meta = pq.read_metadata(shard)
-                arrow_schema = meta.schema.to_arrow_schema()
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                raise FacetwinError(f"{shard}: unreadable index shard ({check.reason(exc)}).") from None
-            check.schema(shard, arrow_schema, dim)
-            first, photos = check.footer(shard, meta.metadata, meta.num_rows, self.model_info)
-            self._footers[shard] = first, meta.num_rows, photos
-            self.face_rows += meta.num_rows
-            self.next_face_id = max(self.next_face_id, first + meta.num_rows)
-            for info in photos:
-                self._record(info)
-        check.ranges([(shard, first, rows) for shard, (first, rows, _) in self._footers.items()])
+            self._trust(shard)
+        self.record.save()
 
-    def _record(self, info: dict) -> None:
-        old = self.photos.get(info["path"])
-        if old is not None:
-            self.retired.append(old)
-        self.photos[info["path"]] = info
+    def _trust(self, shard: Shard) -> None:
+        key = self._version(shard)
+        if not self.record.has(shard.name, key):
+            self._check(shard)
+            if self._version(shard) != key:
+                raise check.bad(self.shard_dir / shard.name, "changed while it was read; try again")
+            self.record.add(shard.name, key)
+        self._trusted[shard.name] = key
+
+    def _check(self, shard: Shard) -> None:
+        photos_file, shard_file = self.photo_dir / shard.photos_name, self.shard_dir / shard.name
+        photos = _read(photos_file, None, "photos table")
+        check.photos_table(photos_file, photos, shard.entry())
+        try:
+            meta = pq.read_metadata(shard_file)
+            arrow_schema = meta.schema.to_arrow_schema()
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise FacetwinError(f"{shard_file}: unreadable index shard ({check.reason(exc)}).") from None
+        check.schema(shard_file, arrow_schema, int(self.model_info.get("embedding_dim") or 0))
+        first = check.footer(shard_file, meta.metadata, self.model_info)
+        if first != shard.first or meta.num_rows != shard.faces:
+            raise check.bad(shard_file, f"its {meta.num_rows} faces from id {first} are not the {shard.faces} from id "
+                                        f"{shard.first} the manifest gives it")
+        table = _read(shard_file, list(schema(1).names), "index shard")
+        check.rows(shard_file, table, first, photos["sha256"].to_numpy(zero_copy_only=False),
+                   photos["faces"].to_numpy())
+
+    def _own(self) -> None:
+        """The index is a store of faces: its folders 0700 and files 0600, also when an earlier release made them
+        readable; temporary files of a killed run, and files of a commit it did not finish, are removed."""
+        committed = {s.name for s in self.shards} | {s.photos_name for s in self.shards}
+        for folder, pattern in ((self.shard_dir, "shard-*.parquet"), (self.photo_dir, "photos-*.parquet")):
+            paths.private_folder(folder)
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+            for orphan in folder.glob(pattern):
+                if orphan.name not in committed:
+                    orphan.unlink(missing_ok=True)
+        for folder in (self.root / "ann", self.root / "graph"):  # the ANN and the clusters' k-NN graph
+            paths.tighten(folder, paths.PRIVATE_FOLDER)
+        kept = [*self.shard_dir.iterdir(), *self.photo_dir.iterdir(), self.manifest_path, self.root / ".lock",
+                self.root / "clusters.parquet", *self.root.glob("ann/*"), *self.root.glob("graph/*")]
+        for file in kept:
+            paths.tighten(file, paths.PRIVATE_FILE)
+
+    # ------------------------------------------------------------------ reading
+    def _file(self, shard: Shard, photos: bool) -> Path:
+        """The path of ``shard``'s faces (or photos table), checked again if the file changed since it was."""
+        if self._version(shard) != self._trusted.get(shard.name):
+            self._trust(shard)
+            self.record.save()
+        return self.photo_dir / shard.photos_name if photos else self.shard_dir / shard.name
+
+    def shard_table(self, shard: Shard, columns: list[str] | None = None) -> pa.Table:
+        """Every row of one shard (retired faces too), checked."""
+        table = _read(self._file(shard, False), columns or list(schema(1).names), "index shard")
+        if table.num_rows != shard.faces:
+            raise check.bad(self.shard_dir / shard.name, "changed while it was read; try again")
+        return table
+
+    def photo_table(self, shard: Shard, columns: list[str] | None = None) -> pa.Table:
+        """Every photo of one shard (earlier versions too), checked; paths below the archive root."""
+        table = _read(self._file(shard, True), columns or list(check.PHOTO_COLUMNS), "photos table")
+        if table.num_rows != shard.photos:
+            raise check.bad(self.photo_dir / shard.photos_name, "changed while it was read; try again")
+        if shard.prefix != "." and "path" in table.column_names:
+            joined = pc.binary_join_element_wise(shard.prefix, table["path"], "/")
+            table = table.set_column(table.column_names.index("path"), "path", joined)
+        return table
+
+    def shard_of(self, face_ids: np.ndarray) -> np.ndarray:
+        """The position in :attr:`shards` of the shard holding each face id."""
+        return np.searchsorted(np.asarray(self._firsts, np.int64), face_ids, side="right") - 1
+
+    def retired_mask(self, face_ids: np.ndarray) -> np.ndarray:
+        """Which of ``face_ids`` belong to photo versions replaced since."""
+        face_ids = np.asarray(face_ids, np.int64)
+        if not len(self.retired):
+            return np.zeros(len(face_ids), bool)
+        spans = self.retired[np.argsort(self.retired[:, 0])]
+        pos = np.searchsorted(spans[:, 0], face_ids, side="right") - 1
+        return (pos >= 0) & (face_ids < spans[np.maximum(pos, 0), 0] + spans[np.maximum(pos, 0), 1])
+
+    def _rows(self, shard: Shard, columns: list[str]) -> pa.Table:
+        """Every row of ``shard`` (retired ones too) with ``face_id`` and ``columns``; a photo's own columns
+        (``path`` below the archive root, ``size``, ...) come from its photos table."""
+        table = self.shard_table(shard, ["face_id", *(c for c in columns if c not in ("face_id", *PHOTO_ONLY))])
+        wanted = [c for c in columns if c in PHOTO_ONLY]
+        if wanted:
+            photos = self.photo_table(shard, [*wanted, "faces"])
+            owner = pa.array(np.repeat(np.arange(photos.num_rows), photos["faces"].to_numpy()), pa.int64())
+            for name in wanted:
+                table = table.append_column(name, photos[name].take(owner))
+        return table.select(["face_id", *(c for c in columns if c != "face_id")])
+
+    def read_faces(self, columns: list[str] | None = None, shards: list[Shard] | None = None) -> pa.Table:
+        """The current faces (retired ones left out) of ``shards`` (default: all) with ``face_id`` and ``columns``
+        (default: all, ``path`` included), in ``face_id`` order."""
+        columns = list(columns or [*schema(1).names, "path"])
+        tables = [self._rows(shard, columns) for shard in (self.shards if shards is None else shards)]
+        if not tables:
+            dim = int(self.model_info.get("embedding_dim") or 1)
+            photo_fields = [f for f in PHOTO_SCHEMA if f.name in PHOTO_ONLY]
+            empty = pa.schema([*schema(dim), *photo_fields]).empty_table()
+            return empty.select(["face_id", *(c for c in columns if c != "face_id")])
+        table = pa.concat_tables(tables)
+        if len(self.retired) and table.num_rows:
+            table = table.filter(pa.array(~self.retired_mask(table["face_id"].to_numpy())))
+        return table
+
+    def fetch(self, face_ids, columns: list[str]) -> pa.Table:
+        """The rows of these face ids (retired or not) with ``face_id`` and ``columns``, in the order given."""
+        face_ids = np.asarray(face_ids, np.int64)
+        where = self.shard_of(face_ids)
+        if len(face_ids) and (where.min() < 0 or face_ids.min() < 0 or face_ids.max() >= self.next_face_id):
+            raise FacetwinError(f"{self.root}: the index has no face {int(face_ids.max())}.")
+        parts, order = [], []
+        for k in np.unique(where):
+            rows = np.flatnonzero(where == k)
+            local = face_ids[rows] - self.shards[k].first
+            parts.append(self._rows(self.shards[k], columns).take(pa.array(local, pa.int64())))
+            order.append(rows)
+        if not parts:
+            return self.read_faces(columns, [])
+        table = pa.concat_tables(parts)
+        return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable"), pa.int64()))
+
+    def lookup(self, wanted: list[str]) -> dict[str, dict]:
+        """"Is this photo indexed?": the latest indexed version of each of these paths (below the root) that the
+        index holds, read only from the photos tables whose path range can hold one of them."""
+        wanted = sorted(set(wanted))
+        found: dict[str, dict] = {}
+        if not wanted:
+            return found
+        value_set = pa.array(wanted, pa.string())
+        for shard in self.shards:
+            at = bisect.bisect_left(wanted, shard.below(shard.lo))
+            if at == len(wanted) or wanted[at] > shard.below(shard.hi):
+                continue
+            table = self.photo_table(shard)
+            for row in table.filter(pc.is_in(table["path"], value_set=value_set)).to_pylist():
+                old = found.get(row["path"])
+                if old is None or row["photo_id"] > old["photo_id"]:
+                    found[row["path"]] = row
+        return found
+
+    def rebase(self, root: str) -> None:
+        """Make ``root`` (a folder above the archive root) the archive root: paths recorded so far stay as they are
+        on disk, each shard noting the folder they now start from (saved with the next manifest)."""
+        step = archive.relative(self.archive_root, root)
+        if step is None:
+            return
+        self.shards = [Shard(s.number, s.first, s.faces, s.photos, s.lo, s.hi, posixpath.join(step, s.prefix)
+                             if s.prefix != "." else step) for s in self.shards]
+        self._errors = [{**e, "path": posixpath.join(step, e["path"])} for e in self._errors]
+        for key in ("roots", "photo_roots"):
+            self.manifest[key] = sorted({step if r == "." else posixpath.join(step, r)
+                                         for r in self.manifest.get(key, [])})
+        self.archive_root = root
+
+    def absolute(self, rel: str) -> str:
+        """A photo's path below the archive root as a path on this machine."""
+        return archive.absolute(self.archive_root or "/", rel)
 
     def generation(self) -> tuple[int, int]:
         """(shards, retired photo versions): changes whenever the set of faces does."""
         return len(self.shards), len(self.retired)
 
-    def known(self, path: str, sha256: str) -> bool:
-        info = self.photos.get(path)
-        return info is not None and info["sha256"] == sha256
-
     def errors(self) -> list[dict]:
-        return [{"path": p["path"], "reason": p["error"]} for p in self.photos.values() if p["error"]]
+        """The photos that could not be read (latest versions), with the reason."""
+        return [{"path": self.absolute(e["path"]), "reason": e["reason"]} for e in self._errors]
 
-    def read_faces(self, columns: list[str] | None = None) -> pa.Table:
-        """Every face of the index (retired photos left out), in ``face_id`` order."""
-        dim = int(self.model_info.get("embedding_dim") or 0)
-        if columns is not None and "face_id" not in columns:
-            columns = ["face_id", *columns]
-        tables = []
-        for shard in self.shards:
-            first, rows, photos = self._footers[shard]
-            try:
-                identity = _identity(shard)
-                if identity not in _CHECKED:  # every column, once per version of the file, whatever is read
-                    whole = pq.read_table(shard).replace_schema_metadata(None)
-                    if whole.num_rows != rows:
-                        raise FacetwinError(f"{shard}: the shard changed while it was read; try again.")
-                    check.rows(shard, whole, first, photos)
-                    if len(_CHECKED) >= CHECKED_LIMIT:
-                        _CHECKED.clear()
-                    _CHECKED.add(identity)
-                part = pq.read_table(shard, columns=columns).replace_schema_metadata(None)
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                raise FacetwinError(f"{shard}: unreadable index shard ({check.reason(exc)}).") from None
-            if part.num_rows != rows:
-                raise FacetwinError(f"{shard}: the shard changed while it was read; try again.")
-            tables.append(part)
-        table = pa.concat_tables(tables) if tables else schema(dim).empty_table().select(columns or schema(dim).names)
-        if self.retired and table.num_rows and "face_id" in table.column_names:
-            gone = [np.arange(r["face_id"], r["face_id"] + r["faces"]) for r in self.retired if r["faces"]]
-            if gone:
-                drop = np.isin(table["face_id"].to_numpy(), np.concatenate(gone))
-                table = table.filter(pa.array(~drop))
-        return table
+    def faces_total(self) -> int:
+        return self._counts["faces"]
+
+    def counts(self) -> dict:
+        return {"photos": self._counts["photos"], "faces": self._counts["faces"], "shards": len(self.shards),
+                **{key: self._counts[key] for key in COUNTS[2:]}}
 
     # ------------------------------------------------------------------ writing
     def commit(self, photos: list[Photo]) -> Path:
-        """Write one shard atomically with these photos' faces; returns its path."""
+        """Commit one shard with these photos' faces (photos table, shard, then the manifest); returns its path."""
         dim = int(self.model_info["embedding_dim"])
         rows = [(p, f) for p in photos for f in sorted(p.faces, key=lambda f: f["face"])]
-        start = self.next_face_id
+        start, photo_id = self.next_face_id, self.next_photo_id
         for photo in photos:
-            photo.info["faces"], photo.info["face_id"] = len(photo.faces), start
-            start += len(photo.faces)
-        ids = np.arange(self.next_face_id, self.next_face_id + len(rows), dtype=np.int64)
+            photo.info.update(faces=len(photo.faces), face_id=start, photo_id=photo_id)
+            start, photo_id = start + len(photo.faces), photo_id + 1
 
         def column(key, dtype, width=None):
             values = np.asarray([f[key] for _, f in rows], dtype=dtype)
@@ -208,56 +401,66 @@ class IndexStore:
             flat = pa.array(values.reshape(-1) if len(rows) else np.zeros(0, dtype))
             return pa.FixedSizeListArray.from_arrays(flat, width)
 
-        table = pa.Table.from_arrays(
-            [pa.array(ids), pa.array([p.info["path"] for p, _ in rows], pa.string()),
+        faces = pa.Table.from_arrays(
+            [pa.array(np.arange(self.next_face_id, start, dtype=np.int64)),
              pa.array([p.info["sha256"] for p, _ in rows], pa.string()), column("face", np.int32),
              column("box", np.float32, 4), column("landmarks", np.float32, 10), column("score", np.float32),
              column("embedding", np.float32, dim)],
             schema=schema(dim),
-        )
-        footer = [{k: p.info[k] for k in PHOTO_FIELDS} for p in photos]
-        meta = {
-            PHOTOS_KEY: json.dumps(footer).encode(),
-            FIRST_KEY: str(self.next_face_id).encode(),
-            FINGERPRINT_KEY: str(self.model_info["fingerprint"]).encode(),
-        }
-        table = table.replace_schema_metadata(meta)
-        number = int(self.shards[-1].stem.split("-")[1]) + 1 if self.shards else 0
-        path = self.shard_dir / f"shard-{number:06d}.parquet"
-        with uninterrupted():  # the shard on disk and this store's account of it change together
-            paths.atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), private=True)
-            self.shards.append(path)
-            self._footers[path] = self.next_face_id, len(rows), footer
-            self.next_face_id += len(rows)
-            self.face_rows += len(rows)
-            for photo in photos:
-                self._record(dict(photo.info))
-        return path
+        ).replace_schema_metadata({FIRST_KEY: str(self.next_face_id).encode(),
+                                   FINGERPRINT_KEY: str(self.model_info["fingerprint"]).encode()})
+        table = pa.Table.from_pylist([{k: p.info[k] or ("" if k == "error" else p.info[k])
+                                       for k in check.PHOTO_COLUMNS} for p in photos], schema=PHOTO_SCHEMA)
+        names = sorted(p.info["path"] for p in photos)
+        shard = Shard(self.shards[-1].number + 1 if self.shards else 0, self.next_face_id, len(rows), len(photos),
+                      names[0], names[-1])
+        shard_path = self.shard_dir / shard.name
+        with uninterrupted():  # the files, the manifest and this store's account of them change together
+            paths.atomic_write(self.photo_dir / shard.photos_name,
+                               lambda tmp: pq.write_table(table, tmp, compression="zstd"), private=True)
+            paths.atomic_write(shard_path, lambda tmp: pq.write_table(faces, tmp, compression="zstd"), private=True)
+            self._account(photos)
+            self.shards.append(shard)
+            self._firsts.append(shard.first)
+            self.next_face_id, self.next_photo_id = start, photo_id
+            self.write_manifest()
+            self._trusted[shard.name] = self._version(shard)
+            self.record.add(shard.name, self._trusted[shard.name])
+            self.record.save()
+        return shard_path
 
-    def faces_total(self) -> int:
-        return sum(p["faces"] for p in self.photos.values())
-
-    def counts(self) -> dict:
-        photos = list(self.photos.values())
-        return {
-            "photos": len(photos), "faces": sum(p["faces"] for p in photos), "shards": len(self.shards),
-            "errors": sum(1 for p in photos if p["error"]),
-            "no_face": sum(1 for p in photos if not p["error"] and p["faces"] == 0),
-            "retired_faces": self.face_rows - sum(p["faces"] for p in photos),
-        }
+    def _account(self, photos: list[Photo]) -> None:
+        """Counts, unreadable photos and retired faces after ``photos`` replace what they replace."""
+        counts, gone, retired = self._counts, set(), []
+        for sign, info in [(-1, p.replaces) for p in photos if p.replaces] + [(1, p.info) for p in photos]:
+            counts["photos"] += sign
+            counts["faces"] += sign * info["faces"]
+            counts["errors"] += sign * bool(info["error"])
+            counts["no_face"] += sign * (not info["error"] and info["faces"] == 0)
+            if sign < 0:
+                gone.add(info["path"])
+                if info["faces"]:
+                    retired.append([info["face_id"], info["faces"]])
+        counts["retired_faces"] += sum(n for _, n in retired)
+        self._errors = [e for e in self._errors if e["path"] not in gone]
+        self._errors += [{"path": p.info["path"], "reason": p.info["error"]} for p in photos if p.info["error"]]
+        if retired:
+            self.retired = np.concatenate([self.retired, np.asarray(retired, np.int64)])
 
     def write_manifest(self, run: dict | None = None) -> dict:
-        """Rewrite ``manifest.json`` from the shards (and append ``run`` to its list of runs)."""
+        """Rewrite ``manifest.json`` (and append ``run`` to its list of runs): the commit point of every change."""
         manifest = dict(self.manifest)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         manifest.setdefault("created", now)
         manifest.update(
-            format=FORMAT, updated=now, model=self.model_info, counts=self.counts(), next_face_id=self.next_face_id,
-            shards=[s.name for s in self.shards], errors=self.errors(),
+            format=FORMAT, id=self.id, updated=now, model=self.model_info, root=self.archive_root,
+            root_from_index=archive.from_index(self.root, self.archive_root), counts=self.counts(),
+            next_face_id=self.next_face_id, next_photo_id=self.next_photo_id,
+            shards=[s.entry() for s in self.shards], retired=self.retired.tolist(), errors=self._errors,
         )
         if run is not None:
             manifest["runs"] = [*manifest.get("runs", []), run]
-        paths.atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1, default=str), private=True)
+        paths.atomic_write_text(self.manifest_path, json.dumps(manifest, separators=(",", ":")), private=True)
         self.manifest = manifest
         return manifest
 
@@ -265,6 +468,33 @@ class IndexStore:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def _read(file: Path, columns: list[str] | None, what: str) -> pa.Table:
+    try:
+        return pq.read_table(file, columns=columns).replace_schema_metadata(None)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise FacetwinError(f"{file}: unreadable {what} ({check.reason(exc)}).") from None
+
+
+def _lock(root: Path):
+    """The index's writer lock (``.lock``, owner-only), held until the returned file is closed."""
+    handle = open(paths.private_file(root / ".lock"), "w")  # noqa: SIM115 - held for the store's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise FacetwinError(f"{root}: another facetwin run is writing this index.") from None
+    return handle
+
+
+@contextlib.contextmanager
+def _locked(root: Path):
+    handle = _lock(root)
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def index_model(root: str | Path, record: dict, given=None):
@@ -284,12 +514,6 @@ def index_model(root: str | Path, record: dict, given=None):
         which = "the one given" if given is not None else f"what '{printable(source)}' is here now"
         raise FacetwinError(f"{manifest}: this index was made with model '{printable(source)}', not with {which}.")
     return model
-
-
-def _identity(path: Path) -> tuple[int, ...]:
-    """What tells one version of a file from another: any rewrite moves its ctime."""
-    st = path.stat()
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @contextlib.contextmanager
@@ -316,4 +540,4 @@ def uninterrupted():
                 raise KeyboardInterrupt
 
 
-__all__ = ["IndexStore", "Photo", "schema", "index_model", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]
+__all__ = ["IndexStore", "Photo", "Shard", "schema", "index_model", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]

@@ -15,15 +15,19 @@ class ShardWriter:
     """Collects rows until each photo has all its faces, skips photos already committed, writes full shards.
 
     Rows may come twice (a Ray task retried after a lost worker): a face is keyed by (path, SHA-256, face
-    number), and a photo already committed or waiting is never taken again.
+    number), and a photo already committed or waiting is never taken again. ``earlier``: the version of each path
+    (below the archive root) that the index held before this run; a new version replaces it.
     """
 
     def __init__(self, store: IndexStore, *, shard_photos: int = DEFAULT_SHARD_PHOTOS, total: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, earlier: dict[str, dict] | None = None):
         self.store = store
         self.shard_photos = max(1, int(shard_photos))
+        self.earlier = earlier or {}
         self.open: dict[tuple[str, str], Photo] = {}
         self.ready: dict[tuple[str, str], Photo] = {}
+        self.committed: set[tuple[str, str]] = set()
+        self.unreadable = 0  # photos of this run that could not be read
         self.done = 0
         self.faces = 0
         self.duplicates = 0
@@ -40,7 +44,8 @@ class ShardWriter:
         for i in range(len(batch["path"])):
             path, digest = str(batch["path"][i]), str(batch["sha256"][i])
             key = (path, digest)
-            if key in self.ready or (digest and self.store.known(path, digest)):
+            before = self.earlier.get(path)
+            if key in self.ready or key in self.committed or (digest and before and before["sha256"] == digest):
                 self.duplicates += 1
                 continue
             n_faces, face = int(batch["n_faces"][i]), int(batch["face"][i])
@@ -52,7 +57,7 @@ class ShardWriter:
                     "width": int(batch["width"][i]), "height": int(batch["height"][i]), "faces": n_faces,
                     "face_id": -1, "error": str(batch["error"][i] or ""),
                 }
-                photo = self.open[key] = Photo(info)
+                photo = self.open[key] = Photo(info, replaces=before)
             if face >= 0:
                 if any(f["face"] == face for f in photo.faces):
                     self.duplicates += 1
@@ -74,14 +79,15 @@ class ShardWriter:
                     self.flush()
 
     def flush(self) -> None:
-        """Commit the complete photos waiting (one shard) and refresh the manifest."""
+        """Commit the complete photos waiting (one shard, with the manifest)."""
         if not self.ready:
             return
         with uninterrupted():  # a Ctrl-C waits: the shard and the list of photos still waiting change together
             self.store.commit(list(self.ready.values()))
             self.done += len(self.ready)
+            self.unreadable += sum(1 for photo in self.ready.values() if photo.info["error"])
+            self.committed.update(self.ready)
             self.ready.clear()
-        self.store.write_manifest()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -145,10 +145,15 @@ def _load_saved(gallery: Path, stamp: dict, removals: int, ids: np.ndarray, vect
         index = faiss.read_index(str(path))
     except (OSError, RuntimeError, MemoryError):
         return None
-    if not isinstance(index, faiss.IndexHNSWFlat) or index.ntotal != count or index.d != dim or not _walkable(index):
+    if not isinstance(index, faiss.IndexHNSWFlat) or index.ntotal != count or index.d != dim or not walkable(index):
         return None
-    held = _view(faiss.downcast_index(index.storage).codes).view(np.float32).reshape(count, dim)
-    return index if np.allclose(held, vectors[:count], atol=1e-6) else None
+    return index if np.allclose(stored_vectors(index), vectors[:count], atol=1e-6) else None
+
+
+def stored_vectors(index) -> np.ndarray:
+    """The vectors a FAISS flat or HNSW-flat index holds (a view, no copy)."""
+    storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    return _view(storage.codes).view(np.float32).reshape(index.ntotal, index.d)
 
 
 def _view(vector) -> np.ndarray:
@@ -156,7 +161,7 @@ def _view(vector) -> np.ndarray:
     return faiss.rev_swig_ptr(vector.data(), vector.size()) if vector.size() else np.zeros(0, np.int64)
 
 
-def _walkable(index) -> bool:
+def walkable(index) -> bool:
     """The loaded graph can be searched without reading outside its arrays: levels, per-node neighbour slots,
     neighbour ids, entry point and the flat storage all agree with each other (a damaged or crafted file fails)."""
     hnsw, count = index.hnsw, index.ntotal

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from facetwin.collection import cluster_store, people
 from facetwin.collection.index_faces import IndexFaces, read_faces
 from facetwin.collection.originals import Unavailable, read_original, resolved_roots, signature
+from facetwin.collection.verified import identity
 from facetwin.core.validate import person_name
 from facetwin.errors import FacetwinError
 from facetwin.service.http_errors import ServiceError, web_message
@@ -61,7 +62,7 @@ class CollectionView:
         cluster_store.load(self.root)
 
     def faces(self) -> IndexFaces:
-        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted((self.root / "shards").glob("shard-*.parquet")))
+        stamp = identity(self.root / "manifest.json")  # every commit renames a new manifest into place
         with self._lock:
             if self._faces is None or self._faces[0] != stamp:
                 self._faces = (stamp, read_faces(self.root, embeddings=False))
@@ -85,13 +86,12 @@ class CollectionView:
         (read only if still the indexed one), decoded inside the server's pixel ``budget``."""
         if self._making is None:
             self._making = asyncio.Semaphore(THUMBNAILS_AT_ONCE)
-        path, box, info, roots = await run_in_threadpool(self._face, face_id)
+        path, box, size, digest, roots = await run_in_threadpool(self._face, face_id)
         cached = await run_in_threadpool(self._cached, face_id, path, roots)
         if cached is not None:
             return cached
         async with self._making:
-            data, sign = await run_in_threadpool(read_original, path, info["size"], info["sha256"], roots,
-                                                 what=f"face {face_id}")
+            data, sign = await run_in_threadpool(read_original, path, size, digest, roots, what=f"face {face_id}")
             reduce_to, pixels = _plan(data, box)
             if pixels > max_pixels:
                 raise ServiceError(413, f"the photo of face {face_id} would decode to {pixels:,} pixels, more than "
@@ -105,13 +105,13 @@ class CollectionView:
                 self._thumbs.popitem(last=False)
         return jpeg
 
-    def _face(self, face_id: int) -> tuple[str, np.ndarray, dict, tuple[str, ...]]:
+    def _face(self, face_id: int) -> tuple[str, np.ndarray, int, str, tuple[str, ...]]:
         faces = self.faces()
         pos = int(np.searchsorted(faces.face_ids, face_id))
         if pos >= len(faces) or faces.face_ids[pos] != face_id:
             raise ServiceError(404, f"the index has no face {face_id}.")
-        path = faces.paths[pos]
-        return path, faces.boxes[pos], faces.photos[path], resolved_roots(faces.roots)
+        return (faces.paths[pos], faces.boxes[pos], int(faces.sizes[pos]), faces.digests[pos],
+                resolved_roots(faces.roots))
 
     def _cached(self, face_id: int, path: str, roots: tuple[str, ...]) -> bytes | None:
         """The thumbnail made earlier, if its photo file is still the same file, unchanged, inside the roots."""
