@@ -30,6 +30,7 @@ threshold.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -130,26 +131,37 @@ class VGGFaceBackbone(Backbone):
                 if index >= self.bf16_from:
                     module.to(torch.bfloat16)
         self._trunk = trunk.eval()
-        self._exported = None
-        if runtime != "torch":
-            from facetwin.backbones.vggface import runtimes as R
-
-            run = R.onnxruntime_runner if runtime == "onnxruntime" else R.openvino_runner
-            self._exported = run(R.exported_trunk(self))
+        self._exported = None  # the onnxruntime/OpenVINO runner, made on the first trunk() call (_runner)
+        self._exporting = threading.Lock()
         self.feature_dim = V.feature_dim(self.split)
         self.embedding_dim = V.feature_dim(end)
         del network, loaded
+
+    def _runner(self):
+        """The exported trunk in onnxruntime or OpenVINO (None for the torch runtime), exported and compiled on
+        first use: a backbone that is only cut for training (its frozen part runs in PyTorch) never pays the
+        second copy of the weights a compiled runtime holds."""
+        if self.runtime == "torch" or self._exported is not None:
+            return self._exported
+        with self._exporting:
+            if self._exported is None:
+                from facetwin.backbones.vggface import runtimes as R
+
+                run = R.onnxruntime_runner if self.runtime == "onnxruntime" else R.openvino_runner
+                self._exported = run(R.exported_trunk(self))
+        return self._exported
 
     def trunk(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
         out = np.empty((len(crops), self.feature_dim), dtype=np.float32)
+        exported = self._runner()
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
                 batch = preprocess(crops[start : start + self.batch_size], self.preprocess)
-                if self._exported is not None:
-                    out[start : start + len(batch)] = self._exported(batch.numpy())
+                if exported is not None:
+                    out[start : start + len(batch)] = exported(batch.numpy())
                 else:
                     out[start : start + len(batch)] = self._trunk(batch).float().numpy()
         return out

@@ -9,7 +9,6 @@ the default for fp32) or onnxruntime (``runtime="onnxruntime"``).
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import warnings
@@ -24,25 +23,24 @@ from facetwin.core import runtimes
 INPUT, OUTPUT = "input", "embedding"
 
 
-def onnx_bytes(network: torch.nn.Module) -> bytes:
-    """A float32 module over ``(N, 3, 224, 224)`` as ONNX (dynamic batch; VGG-Face's 580 MB fit in one file)."""
-    buffer = io.BytesIO()
+def write_onnx(network: torch.nn.Module, target: Path) -> None:
+    """A float32 module over ``(N, 3, 224, 224)`` written as ONNX to ``target`` (dynamic batch; VGG-Face's 580 MB fit
+    in one file). Streamed to the file: no copy of the weights in memory beside the module's own."""
     # The TorchScript exporter is deprecated in torch 2.13 and says so on every call; its replacement (dynamo=True)
     # needs onnxscript, which facetwin does not depend on. The graph it writes is checked against PyTorch by the
     # tests, so the notice is silenced here, where it arises, not in every caller.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            network.float().eval(), (torch.zeros(1, 3, 224, 224),), buffer, input_names=[INPUT],
+            network.float().eval(), (torch.zeros(1, 3, 224, 224),), str(target), input_names=[INPUT],
             output_names=[OUTPUT], opset_version=17, dynamic_axes={INPUT: {0: "N"}, OUTPUT: {0: "N"}}, dynamo=False,
         )
-    return buffer.getvalue()
 
 
 def export_onnx(backbone) -> Path:
     """The float32 trunk + head of ``backbone`` (a fp32 VGGFaceBackbone) as an ONNX file in a temporary folder."""
     path = Path(tempfile.mkdtemp(prefix="facetwin-vggface-")) / "vggface.onnx"
-    path.write_bytes(onnx_bytes(torch.nn.Sequential(backbone._trunk, backbone._head)))
+    write_onnx(torch.nn.Sequential(backbone._trunk, backbone._head), path)
     return path
 
 
@@ -67,8 +65,8 @@ def exported_trunk(backbone) -> Path:
 
     path = paths.home() / "compiled" / f"vggface-{backbone.weights_sha256[:16]}-trunk{backbone.split}.onnx"
     if not path.is_file():
-        paths.atomic_write_bytes(path, onnx_bytes(backbone._trunk))
+        paths.atomic_write(path, lambda tmp: write_onnx(backbone._trunk, tmp))
     return path
 
 
-__all__ = ["onnx_bytes", "export_onnx", "exported_trunk", "onnxruntime_runner", "openvino_runner"]
+__all__ = ["write_onnx", "export_onnx", "exported_trunk", "onnxruntime_runner", "openvino_runner"]
