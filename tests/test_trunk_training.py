@@ -172,3 +172,20 @@ def test_cli_paper_preset_trains_the_embedding_layer_with_tanh(installed, tmp_pa
     doc = json.loads((run / "model.json").read_text())
     assert doc["head"]["kind"] == "tanh" and doc["hyperparameters"]["trainable_from"] == "embedding"
     assert doc["hyperparameters"]["trunk_lr"] == doc["hyperparameters"]["lr"] == 1e-3
+
+
+def test_adapt_on_a_composite_trains_only_the_part_with_stages(installed, tmp_path, capsys):
+    """`--adapt` on sface+edgeface-xxs: edgeface's recipe cut trains, sface passes its frozen embedding through."""
+    import facetwin
+    from facetwin.cli import main
+
+    data = _people(tmp_path)
+    run = tmp_path / "both"
+    code = main(["train", str(data), "--out", str(run), "--backbone", "sface+edgeface-xxs", "--adapt", "--epochs", "1",
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((run / "model.json").read_text())
+    assert doc["hyperparameters"]["trainable_from"] == "edgeface-xxs=stage2"
+    assert doc["hyperparameters"]["pairs"] == "batch" and doc["training"]["adapt"]["kept_epoch"] in (0, 1)
+    tail = facetwin.load(run).head[0]
+    assert not list(tail.tails[0].parameters()) and sum(p.numel() for p in tail.tails[1].parameters()) > 100_000

@@ -23,18 +23,36 @@ log = logging.getLogger(__name__)
 # removed 30 % of the errors on two shifts, and the share removed moves by up to 14 points between seeds, so the
 # fallback below matters. vggface: the paper's cut (real weights are not on the machine that measured, so not
 # benchmarked); sface has no trainable trunk layers (ONNX): --adapt trains its head only.
+# arcface-mbf and edgeface: every stage can train; benchmarks/domain_shift.py (docs/method.md, "Fine-tuning the
+# trunks") chose the cut, the rates and pairs made in batches (each photo embedded once per epoch).
+_TRUNK = {"lr": 1e-4, "trunk_lr": 1e-5, "epochs": 8, "pairs": "batch"}
 RECIPES: dict[str, dict] = {
     "dlib": {"trainable_from": "fc", "lr": 1e-4, "trunk_lr": 0.0, "epochs": 30},
     "vggface": {"trainable_from": "34", "epochs": 20},
     "sface": {"epochs": 20},
+    "arcface-mbf": {"trainable_from": "blocks3", **_TRUNK},
+    "edgeface-xs": {"trainable_from": "stage2", **_TRUNK},
+    "edgeface-xxs": {"trainable_from": "stage2", **_TRUNK},
 }
+
+
+def recipe(backbone: str) -> dict:
+    """The recipe of a backbone; for a composite, its parts' cuts (``PART=CUT,...``) and the rates and epochs of its
+    first part that has a cut (no cut: the head alone, as for sface)."""
+    parts = backbone.split("+")
+    if len(parts) == 1:
+        return dict(RECIPES.get(backbone, RECIPES["sface"]))
+    cut = [p for p in parts if RECIPES.get(p, {}).get("trainable_from")]
+    out = dict(RECIPES[cut[0]] if cut else RECIPES["sface"])
+    if cut:
+        out["trainable_from"] = ",".join(f"{p}={RECIPES[p]['trainable_from']}" for p in cut)
+    return out
 
 
 def adapt_options(backbone: str, options: dict) -> dict:
     """``options`` (TrainConfig keywords) with the recipe of ``backbone`` wherever they are ``None``."""
-    recipe = RECIPES.get(backbone.split("+")[0], RECIPES["sface"])
     out = dict(options)
-    for key, value in recipe.items():
+    for key, value in recipe(backbone).items():
         if out.get(key) is None:
             out[key] = value
     out.update({"keep": "best", "adapt": True})
