@@ -13,24 +13,13 @@ Models whose weights are not installed are listed as such. Trunk features come f
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
+
+from calibrate_backbones import ms_per_photo  # the same live-pipeline timing as the calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT.parent / "shared" / "data" / "lfw-dev" / "pairs.txt"
-
-
-def ms_per_photo(model, files: list[Path], rounds: int = 3) -> float:
-    model.embed([files[0]])  # warm-up
-    times = []
-    for _ in range(rounds):
-        for f in files:
-            start = time.perf_counter()
-            model.embed([f], no_face="center")
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> int:
