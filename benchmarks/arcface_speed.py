@@ -41,7 +41,7 @@ def rows(weights: Path, threads: int) -> dict[tuple[str, str], object]:
 
     from facetwin.backbones.arcface_mbf.backbone import blob
     from facetwin.backbones.arcface_mbf.graph import read_graph
-    from facetwin.backbones.sface import SFace
+    from facetwin.backbones.sface.backbone import SFace
     from facetwin.core.onnx_graph import split_prelu
     from facetwin.core.precision import has_openvino, openvino_bf16
     from facetwin.core.runtimes import onnxruntime_runner, openvino_runner

@@ -116,7 +116,7 @@ def main() -> int:
         for name, run in runners(variant, args.threads, exporters).items():
             table[f"edgeface-{variant} {name}"] = run
     if not args.no_sface:
-        from facetwin.backbones.sface import SFace
+        from facetwin.backbones.sface.backbone import SFace
 
         for precision in ("fp32", "bf16"):
             table[f"sface openvino {precision}"] = SFace(precision=precision, threads=args.threads).trunk

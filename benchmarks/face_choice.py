@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.backbones.sface import SFace
+from facetwin.backbones.sface.backbone import SFace
 from facetwin.core.distances import normalize
 from facetwin.evaluation.metrics import kfold_accuracy
 from facetwin.evaluation.pairs_file import read_pairs

@@ -41,7 +41,7 @@ def main() -> int:
     if not IMAGES.is_dir():
         print(f"{IMAGES}: lfw-dev images not found", file=sys.stderr)
         return 2
-    from facetwin.backbones import sface
+    from facetwin.backbones.sface import backbone as sface
     from facetwin.core import assets, precision
 
     data = assets.read_verified("sface")

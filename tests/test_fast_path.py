@@ -102,7 +102,7 @@ def test_fp32_in_openvino_equals_onnxruntime_and_fingerprints_keep_the_earlier_n
     import hashlib
 
     import facetwin
-    from facetwin.backbones import sface
+    from facetwin.backbones.sface import backbone as sface
     from facetwin.core import assets
     from facetwin.core.jsonsafe import canonical_json
 
@@ -124,7 +124,7 @@ def test_fp32_in_openvino_equals_onnxruntime_and_fingerprints_keep_the_earlier_n
 def test_openvino_start_up_cache_is_written_once_and_optional(facetwin_home, photos, monkeypatch):
     """The folded graph is kept in $FACETWIN_HOME/compiled (OpenVINO's compiled blob beside it); a home that
     cannot be written still gives the same features, folded in memory."""
-    from facetwin.backbones import sface
+    from facetwin.backbones.sface import backbone as sface
     from facetwin.vision.io import load_image
 
     if not sface.has_openvino():

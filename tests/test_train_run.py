@@ -37,7 +37,7 @@ def data_dir(tmp_path):
 
 def test_train_writes_a_run_and_second_run_uses_the_cache(data_dir, tmp_path, facetwin_home, monkeypatch):
     import facetwin
-    from facetwin.backbones.sface import SFace
+    from facetwin.backbones.sface.backbone import SFace
     from facetwin.loading import load
 
     run = tmp_path / "run"

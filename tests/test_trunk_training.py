@@ -96,7 +96,7 @@ def test_paper_preset_on_a_trunk_is_the_last_stage_with_tanh():
 
 def test_composite_trains_only_the_parts_that_can_be_cut(arcface):
     from facetwin.backbones.composite import Composite
-    from facetwin.backbones.sface import SFace
+    from facetwin.backbones.sface.backbone import SFace
     from facetwin.training.trainable import cut_backbone
     from facetwin.vision.faces import crop_batches
 

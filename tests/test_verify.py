@@ -18,7 +18,7 @@ import facetwin
 import facetwin.vision.io
 from facetwin import FacetwinError
 from facetwin.backbones.base import Backbone, Calibration, InputSpec
-from facetwin.backbones.sface import SFace
+from facetwin.backbones.sface.backbone import SFace
 from facetwin.core import assets
 from facetwin.model import Model, Verification, from_backbone
 

@@ -51,7 +51,7 @@ def _trunk_graph(model: Model):
         raise FacetwinError(
             f"export supports the sface backbone (an ONNX trunk); this model's '{backbone.name}' is not exportable yet."
         )
-    from facetwin.backbones.sface import fast_model
+    from facetwin.backbones.sface.backbone import fast_model
 
     graph_model = fast_model(assets.read_verified("sface"))
     graph = graph_model.graph

@@ -20,13 +20,12 @@ from facetwin.errors import FacetwinError
 
 DEFAULT_BACKBONE = "sface"
 TTA_CHOICES = ("none", "flip")
-_SFACE = Entry("sface", "facetwin.backbones.sface:SFace", "OpenCV Zoo's SFace (shipped, Apache-2.0), 128-d")
 
 
 @cache
 def entries() -> dict[str, Entry]:
     """Every backbone name and its :class:`Entry`: the ``ENTRIES`` of each sub-package of ``facetwin/backbones``."""
-    found = {_SFACE.name: _SFACE}
+    found = {}
     for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.ispkg:
             for entry in getattr(importlib.import_module(f"{__package__}.{module.name}"), "ENTRIES", ()):

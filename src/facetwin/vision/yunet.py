@@ -3,7 +3,7 @@
 The same file and the same arithmetic as ``cv2.FaceDetectorYN`` (BGR 0–255, padded bottom/right with zeros to a
 multiple of 32; scores ``sqrt(clamp(cls) * clamp(obj))``; boxes and landmarks decoded per stride 8/16/32; NMS
 on integer boxes by ``cv2.dnn.NMSBoxes``), but the network runs in onnxruntime on the repaired graph with its
-int8 weights folded to float32 once (:func:`facetwin.backbones.sface.fold_weights`): about twice as fast as
+int8 weights folded to float32 once (:func:`facetwin.core.onnx_graph.fold_weights`): about twice as fast as
 OpenCV 5's engine on a 250×250 photo. Rows are ``x, y, w, h``, five landmarks ``(x, y)``, score — the layout
 of ``FaceDetectorYN.detect``.
 
