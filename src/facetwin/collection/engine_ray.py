@@ -59,10 +59,22 @@ def connected(workers: int | None, address: str | None):
             with uninterrupted() if private else contextlib.nullcontext():
                 ray.init(address=address, include_dashboard=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise FacetwinError(f"cannot reach Ray at {address} ({str(exc).splitlines()[0]}).") from None
+            raise FacetwinError(_unreachable(address, exc)) from None
         finally:
             stack.callback(ray.shutdown)
         yield ray, time.perf_counter() - began
+
+
+def _unreachable(address: str, exc: BaseException) -> str:
+    """Why a named cluster cannot be joined, in one sentence (a refused token says what to set)."""
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 10:  # Ray keeps the refusal as text inside its own errors
+        chain.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    if any("AuthenticationError" in text or "InvalidAuthToken" in text for text in chain):
+        return (f"cannot reach Ray at {address}: it refused this process's token (export RAY_AUTH_MODE=token and the "
+                "cluster's token in RAY_AUTH_TOKEN, or its file in RAY_AUTH_TOKEN_PATH, as for ray start).")
+    return f"cannot reach Ray at {address} ({str(exc).splitlines()[0]})."
 
 
 def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, root: str, workers: int | None = None,
