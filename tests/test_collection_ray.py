@@ -249,3 +249,15 @@ def test_a_wrong_token_is_one_sentence(cluster, photos, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert last.startswith(f"facetwin: error: cannot reach Ray at 127.0.0.1:{PORT}: it refused this process's token")
     assert cluster.alive_nodes() == 2
+
+
+def test_a_missing_token_file_is_one_sentence(photos, tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(tmp_path / "no-token")}
+    args = ["-m", "facetwin.cli", "index", photos, "--out", tmp_path / "index", "--ray-address", "127.0.0.1:1"]
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    said = done.stderr.strip()
+    assert "\n" not in said and said.startswith("facetwin: error: cannot reach Ray at 127.0.0.1:1: this process has no "
+                                                "usable token (RAY_AUTH_TOKEN_PATH is set but file cannot be opened")
+    assert str(tmp_path / "no-token") in said and said.endswith("as for ray start).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def connected(workers: int | None, address: str | None):
         return
     options = {"runtime_env": _runtime_env(), "logging_level": logging.WARNING, "log_to_driver": False}
     with contextlib.ExitStack() as stack:
+        # Ray prints what its raylets report (e.g. a worker that died) to sys.stdout: stdout stays facetwin's (--json)
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         private = address is None
         if private:
             address = stack.enter_context(private_ray(workers or os.cpu_count() or 1))
@@ -58,7 +61,7 @@ def connected(workers: int | None, address: str | None):
             # (ready, joined in a second or two) it waits; joining a named cluster may take long, so it does not.
             with uninterrupted() if private else contextlib.nullcontext():
                 ray.init(address=address, include_dashboard=False, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
             raise FacetwinError(_unreachable(address, exc)) from None
         finally:
             stack.callback(ray.shutdown)
@@ -66,14 +69,20 @@ def connected(workers: int | None, address: str | None):
 
 
 def _unreachable(address: str, exc: BaseException) -> str:
-    """Why a named cluster cannot be joined, in one sentence (a refused token says what to set)."""
+    """Why a named cluster cannot be joined, in one sentence (a refused or missing token says what to set)."""
+    told = ("export RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, or its file in RAY_AUTH_TOKEN_PATH, "
+            "as for ray start")
+    from ray.exceptions import AuthenticationError
+
+    if isinstance(exc, AuthenticationError):  # raised here, before any connection: this process has no token
+        reason = exc.message.splitlines()[0].rstrip(".")
+        return f"cannot reach Ray at {address}: this process has no usable token ({reason}; {told})."
     chain, cause = [], exc
     while cause is not None and len(chain) < 10:  # Ray keeps the refusal as text inside its own errors
         chain.append(f"{type(cause).__name__}: {cause}")
         cause = cause.__cause__ or cause.__context__
     if any("AuthenticationError" in text or "InvalidAuthToken" in text for text in chain):
-        return (f"cannot reach Ray at {address}: it refused this process's token (export RAY_AUTH_MODE=token and the "
-                "cluster's token in RAY_AUTH_TOKEN, or its file in RAY_AUTH_TOKEN_PATH, as for ray start).")
+        return f"cannot reach Ray at {address}: it refused this process's token ({told})."
     return f"cannot reach Ray at {address} ({str(exc).splitlines()[0]})."
 
 
