@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     size = ["--faces", str(args.faces)]
     steps = ["build", "open", "find"] + ([] if args.no_fresh else ["cluster-fresh"])
-    steps += ["add", "open", "find"] + (["cluster-incremental"] if not args.no_fresh else [])
+    steps += ["add", "open", "find"] + ([] if args.no_fresh else ["cluster-incremental", "cluster-fresh"])
     for step in steps:
         _spawn(["--step", step, *size, "--queries", str(args.queries)], args.work)
 
