@@ -55,7 +55,19 @@ def test_every_command_shown_exists_and_no_install_line_needs_a_package_index():
             assert word in commands, f"{page.name}: facetwin {word}"
 
 
-def test_the_fine_tuning_section_is_left_for_its_figures():
+def _expanded(name: str) -> list[str]:
+    """``a_{x,y}.json`` -> ``a_x.json``, ``a_y.json``."""
+    found = re.search(r"\{(.*?)\}", name)
+    return [name] if found is None else [name.replace(found.group(0), part) for part in found.group(1).split(",")]
+
+
+def test_the_fine_tuning_section_names_its_commands_and_results():
     text = (ROOT / "docs" / "method.md").read_text()
     section = text.split("## Fine-tuning the trunks (--trainable-from, --adapt)\n", 1)[1].split("\n## ", 1)[0]
-    assert section.strip() == "(figures to come)"
+    flat = " ".join(section.split())
+    for command in ("python benchmarks/domain_shift.py", "python benchmarks/adapt_epoch_time.py"):
+        assert command in flat, command
+    names = [n for name in re.findall(r"`(domain_shift_[^`]+\.json)`", flat) for n in _expanded(name)]
+    assert len(names) >= 3
+    for name in names:
+        assert (ROOT / "benchmarks" / "results" / name).is_file(), name
