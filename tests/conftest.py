@@ -40,11 +40,12 @@ def pytest_sessionstart(session) -> None:
 
 # A process's peak memory is its resident base plus its heaviest test. The VGG-Face tests (about 2 GB above the
 # base each) run first, before the other modules' imports and module-scoped models have raised that base.
-HEAVY_FIRST = ("test_adapt.py", "test_vggface.py")
+HEAVY_FIRST = ("test_vggface.py", "test_adapt.py")  # the heaviest first
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    items.sort(key=lambda item: item.path.name not in HEAVY_FIRST)  # stable: every other order is kept
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: every other order is kept
 
 
 def need(path: Path) -> Path:
