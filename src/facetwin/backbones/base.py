@@ -121,6 +121,17 @@ class Backbone(ABC):
         must compute identical trunk features.
         """
 
+    def _description(self, **own) -> dict:
+        """What every backbone's :meth:`describe` holds (name, weights, sizes, input crop), with its ``own`` keys."""
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "input": {"size": self.input.size, "alignment": self.input.alignment},
+            **own,
+        }
+
     @property
     def source(self) -> str:
         """How ``facetwin.load`` names this plain backbone again (``NAME[:flip]``)."""

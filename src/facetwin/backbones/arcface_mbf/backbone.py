@@ -136,16 +136,7 @@ class ArcFaceMBF(MetricBackbone):
                                                   self.threads, "fp32", cache=False)
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "weights_sha256": self.weights_sha256,
-            "form": self.form,
-            "preprocess": PREPROCESS,
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "input": {"size": self.input.size, "alignment": self.input.alignment},
-            "runtime": RUNTIMES[self.precision],
-        }
+        return self._description(form=self.form, preprocess=PREPROCESS, runtime=RUNTIMES[self.precision])
 
     def __repr__(self) -> str:
         return f"ArcFaceMBF(weights={self.weights_sha256[:12]}, form={self.form}, precision={self.precision})"

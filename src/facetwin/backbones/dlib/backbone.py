@@ -145,21 +145,14 @@ class DlibBackbone(MetricBackbone):
         return dlib_cut(self, where)
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "weights_sha256": self.weights_sha256,
-            "file": W.MODEL_FILE,
-            "preprocess": "rgb 0-255 minus the file's mean pixel, /256",
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "input": {
-                "size": self.input.size,
-                "alignment": self.input.alignment,
-                "padding": PADDING,
-                "yunet_template": YUNET_TEMPLATE.round(4).tolist(),
-            },
-            "runtime": f"pytorch {self.precision} (affines folded into convolutions)",
-        }
+        crop = {"size": self.input.size, "alignment": self.input.alignment, "padding": PADDING,
+                "yunet_template": YUNET_TEMPLATE.round(4).tolist()}
+        return self._description(
+            file=W.MODEL_FILE,
+            preprocess="rgb 0-255 minus the file's mean pixel, /256",
+            input=crop,
+            runtime=f"pytorch {self.precision} (affines folded into convolutions)",
+        )
 
     def __repr__(self) -> str:
         return f"DlibBackbone(weights={self.weights_sha256[:12]}, threshold={self.calibration.threshold})"

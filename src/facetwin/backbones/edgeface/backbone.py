@@ -108,17 +108,7 @@ class EdgeFaceBackbone(MetricBackbone):
         return staged_cut(self.name, PARTS, self.network.parts, where, preprocess, self.batch_size, INPUT_SIZE)
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "weights_sha256": self.weights_sha256,
-            "variant": self.variant,
-            "form": self.form,
-            "preprocess": PREPROCESS,
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "input": {"size": self.input.size, "alignment": self.input.alignment},
-            "runtime": self.runtime,
-        }
+        return self._description(variant=self.variant, form=self.form, preprocess=PREPROCESS, runtime=self.runtime)
 
     def __repr__(self) -> str:
         return f"EdgeFaceBackbone({self.variant}, weights={self.weights_sha256[:12]}, {self.runtime})"

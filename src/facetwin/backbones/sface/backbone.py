@@ -131,16 +131,11 @@ class SFace(MetricBackbone):
         return out
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "weights_sha256": self.weights_sha256,
-            "file": assets.ASSETS["sface"].filename,
-            "preprocess": f"{self.channel_order} 0-255, (x-127.5)/128 inside the graph",
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "input": {"size": self.input.size, "alignment": self.input.alignment},
-            "runtime": RUNTIMES[self.precision],
-        }
+        return self._description(
+            file=assets.ASSETS["sface"].filename,
+            preprocess=f"{self.channel_order} 0-255, (x-127.5)/128 inside the graph",
+            runtime=RUNTIMES[self.precision],
+        )
 
     def __repr__(self) -> str:
         return f"SFace(weights={self.weights_sha256[:12]}, threshold={self.calibration.threshold})"

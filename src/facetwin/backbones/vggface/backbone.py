@@ -190,17 +190,12 @@ class VGGFaceBackbone(Backbone):
             return self._head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).float().numpy()
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "weights_sha256": self.weights_sha256,
-            "preprocess": self.preprocess,
-            "split": self.split,
-            "layer": self.layer,
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "input": {"size": self.input.size, "alignment": self.input.alignment},
-            "trunk_precision": self.precision if self.bf16_from is None else f"{self.precision}@{self.bf16_from}",
-        }
+        return self._description(
+            preprocess=self.preprocess,
+            split=self.split,
+            layer=self.layer,
+            trunk_precision=self.precision if self.bf16_from is None else f"{self.precision}@{self.bf16_from}",
+        )
 
     def options(self) -> dict:
         """Keyword arguments that rebuild this backbone with ``get_backbone("vggface", **options)``."""
