@@ -8,7 +8,7 @@ Each graph file ``graph/graph-FACEID-XXXXXXXX.parquet`` holds the k nearest neig
 (``face_id``, ``neighbors``, ``distances``), read back for the faces that are still noise when new faces arrive.
 Names, merges and splits live in the table, and a run writes its graph file first and the table last, atomically:
 a crash leaves the old table or the new one (an unnamed graph file is removed by the next run). Everything is
-checked when read (:mod:`facetwin.collection.index_check`) and owner-only. Format 1 tables (no radius, no graph)
+checked when read (:mod:`facetwin.collection.cluster_check`) and owner-only. Format 1 tables (no radius, no graph)
 are read as seeds: the next run clusters every face again around them, once.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.collection import index_check
+from facetwin.collection import cluster_check, index_check
 from facetwin.core import paths
 from facetwin.errors import FacetwinError
 
@@ -132,7 +132,7 @@ def load(root: str | Path) -> ClusterTable:
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
         raise FacetwinError(f"{path}: unreadable cluster table ({index_check.reason(exc)}).") from None
-    names, next_id, meta = index_check.clusters(path, table, meta, FORMATS)
+    names, next_id, meta = cluster_check.clusters(path, table, meta, FORMATS)
     order = np.argsort(table["face_id"].to_numpy(), kind="stable")
     radius = table["radius"].to_numpy()[order] if meta["format"] == FORMAT else None
     return ClusterTable(
@@ -202,7 +202,7 @@ def read_graph(root: str | Path, names: list[str], face_ids: np.ndarray, k: int)
             table = handle.read_row_groups(groups, columns=["face_id", "neighbors", "distances"])
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise FacetwinError(f"{path}: unreadable k-NN graph file ({index_check.reason(exc)}).") from None
-        index_check.graph(path, table, k)
+        cluster_check.graph(path, table, k)
         ids = table["face_id"].to_numpy()
         at = np.searchsorted(ids, face_ids)
         hit = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == face_ids)
