@@ -295,7 +295,8 @@ def _mutate(doc, rng):
     return doc
 
 
-KINDS = ["manifest", "footer", "photos", "photo bytes", "shard bytes", "shard values", "ann", "clusters", "graph"]
+KINDS = ["manifest", "footer", "photos", "photo bytes", "shard bytes", "shard values", "ann", "rows", "clusters",
+         "graph"]
 
 
 def _damage(index, rng) -> str:
@@ -329,6 +330,9 @@ def _damage_one(index, rng, kind, target, number) -> None:
     elif kind == "ann":
         files = sorted((index / "ann").iterdir())
         _flip_bytes(files[int(rng.integers(0, len(files)))], rng)
+    elif kind == "rows":
+        files = sorted((index / "rows").iterdir())
+        _flip_bytes(files[int(rng.integers(0, len(files)))], rng)
     elif kind == "graph":
         _flip_bytes(next((index / "graph").glob("graph-*.parquet")), rng)
     elif kind == "shard values":
@@ -353,7 +357,7 @@ def _damage_one(index, rng, kind, target, number) -> None:
 
 
 def test_fuzz_crafted_indexes(pristine, tmp_path, sface):
-    """Random damage to manifest, footers, shards, ANN and clusters files: find, cluster, gallery import and the
+    """Random damage to manifest, footers, shards, ANN, rows and clusters files: find, cluster, gallery import and the
     server's start-up give an answer (0) or one sentence (2), never a traceback or any other status."""
     from facetwin.service import create_app
 

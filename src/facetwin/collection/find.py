@@ -2,8 +2,9 @@
 
 The index's faces are searched through its ANN (:mod:`facetwin.collection.ann`: a FAISS index saved in
 ``INDEX_DIR/ann/``, extended with the faces of shards added since it was saved, never rebuilt for them). Only the
-candidates near enough to matter are read back, from their own shards: path, box and score, and the embedding,
-from which each distance is computed exactly, so an approximate search can miss a face but never misplace one.
+candidates near enough to matter are read back, from the faces' memory-mapped rows (:mod:`.face_rows`, made when
+the finder opens the index): path, box and score, and the embedding, from which each distance is computed exactly,
+so an approximate search can miss a face but never misplace one.
 Faces of photos that changed since they were indexed are left out. A search sees the index as its manifest was
 when the search began: shards another process commits meanwhile are searched from the next call on.
 """
@@ -11,22 +12,19 @@ when the search began: shards another process commits meanwhile are searched fro
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from facetwin.collection.ann import Ann, open_ann
-from facetwin.collection.index_check import matrix
-from facetwin.collection.shards import IndexStore, Shard, index_model
+from facetwin.collection.face_rows import FaceRows
+from facetwin.collection.shards import IndexStore, index_model
 from facetwin.collection.verified import identity
 from facetwin.core.distances import one_to_many, to_query
 from facetwin.errors import FacetwinError
 
 DEFAULT_TOP_K = 20
-SHARDS_KEPT = 256  # shards whose rows (paths, boxes, embeddings) a finder keeps after reading them
-DETAILS = ["path", "sha256", "face", "box", "score", "embedding"]
 
 
 @dataclass
@@ -63,6 +61,7 @@ class _Snapshot:
     stamp: list | None  # the manifest's version
     store: IndexStore
     ann: Ann
+    rows: FaceRows
     roots: list[str]  # the manifest's photo_roots, on this machine: where the photos came from
 
 
@@ -76,7 +75,6 @@ class Finder:
         self.model = index_model(self.root, IndexStore(self.root, archive_root=root).model_info, model)
         self._snapshot: _Snapshot | None = None
         self._lock = threading.Lock()
-        self._rows: OrderedDict[tuple, dict] = OrderedDict()  # (shard, its version) -> its rows' details
 
     def _current(self) -> _Snapshot:
         stamp = identity(self.root / "manifest.json")  # every commit renames a new manifest into place
@@ -87,8 +85,10 @@ class Finder:
             if store.model_info.get("fingerprint") != self.model.fingerprint:
                 raise FacetwinError(f"{self.root / 'manifest.json'}: the index now holds another model's faces.")
             ann = open_ann(store, self.model.distance)
+            rows = FaceRows(store)
+            rows.ensure()
             roots = [store.absolute(r) for r in store.manifest.get("photo_roots", [])]
-            self._snapshot = _Snapshot(stamp, store, ann, roots)
+            self._snapshot = _Snapshot(stamp, store, ann, rows, roots)
             return self._snapshot
 
     @property
@@ -100,39 +100,6 @@ class Finder:
     def load(self) -> int:
         """Open the index (and build or extend its ANN) now; returns the number of faces."""
         return self._current().store.faces_total()
-
-    def _details(self, store: IndexStore, face_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Path (on this machine), digest, face number, box, score and embedding of each face id, read from the
-        shards that hold them (kept for the next searches)."""
-        where = store.shard_of(face_ids)
-        out = {key: [None] * len(face_ids) for key in DETAILS}
-        for k in np.unique(where):
-            rows = self._shard_rows(store, store.shards[k])
-            local = face_ids[where == k] - store.shards[k].first
-            for key in DETAILS:
-                values = rows[key][local]
-                for position, value in zip(np.flatnonzero(where == k), values, strict=True):
-                    out[key][position] = value
-        return out
-
-    def _shard_rows(self, store: IndexStore, shard: Shard) -> dict[str, np.ndarray]:
-        key = (shard.name, shard.first, store.id)
-        with self._lock:
-            if key in self._rows:
-                self._rows.move_to_end(key)
-                return self._rows[key]
-        table = store.fetch(np.arange(shard.first, shard.end), DETAILS)  # every row: positions are face id - first
-        rows = {
-            "path": np.asarray([store.absolute(p) for p in table["path"].to_pylist()], dtype=object),
-            "sha256": table["sha256"].to_numpy(zero_copy_only=False), "face": table["face"].to_numpy(),
-            "box": matrix(table, "box"), "score": table["score"].to_numpy(),
-            "embedding": to_query(matrix(table, "embedding"), self.model.distance),
-        }
-        with self._lock:
-            self._rows[key] = rows
-            while len(self._rows) > SHARDS_KEPT:
-                self._rows.popitem(last=False)
-        return rows
 
     def find_embedding(self, vector, top_k: int = DEFAULT_TOP_K) -> tuple[list[Hit], int]:
         """Photos whose best face is within the model's threshold of ``vector``, nearest first (at most ``top_k``)."""
@@ -148,29 +115,30 @@ class Finder:
             ids, approx = snap.ann.search(query, k)
             ids, approx = ids[0], approx[0]
             near = ids[approx <= reach]
-            hits = self._hits(snap.store, near, query[0], threshold, top_k)
+            hits = self._hits(snap, near, query[0], threshold, top_k)
             exhausted = not len(ids) or ids[-1] < 0 or approx[-1] > reach or k >= faces
             if len(hits) >= top_k or exhausted:
                 return hits, snap.store.faces_total()
             k = min(faces, 4 * k)
 
-    def _hits(self, store: IndexStore, face_ids: np.ndarray, query: np.ndarray, threshold: float,
+    def _hits(self, snap: _Snapshot, face_ids: np.ndarray, query: np.ndarray, threshold: float,
               top_k: int) -> list[Hit]:
         """The photos of ``face_ids`` within ``threshold`` by their exact distance, best face of each, nearest
         first."""
         if not len(face_ids):
             return []
-        details = self._details(store, face_ids)
-        exact = one_to_many(np.stack(details["embedding"]), query, self.model.distance)
+        details = snap.rows.read(face_ids)
+        vectors = to_query(np.asarray(details["embedding"], np.float32), self.model.distance)
+        exact = one_to_many(vectors, query, self.model.distance)
         hits: dict[str, Hit] = {}
         for row in np.argsort(exact, kind="stable"):
             d = float(exact[row])
             if d > threshold:
                 break
-            path = str(details["path"][row])
+            path = snap.store.absolute(details["path"][row].decode("utf-8"))
             if path not in hits:
                 hits[path] = Hit(
-                    path, str(details["sha256"][row]), int(details["face"][row]), int(face_ids[row]),
+                    path, details["sha256"][row].decode("ascii"), int(details["face"][row]), int(face_ids[row]),
                     [round(float(v), 1) for v in details["box"][row]], round(float(details["score"][row]), 4),
                     d, float(self.model.probability(d)),
                 )

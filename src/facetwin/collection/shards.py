@@ -186,7 +186,7 @@ class IndexStore:
             )
         self.model_info = self.model_info or info
 
-    def _version(self, shard: Shard) -> list:
+    def version(self, shard: Shard) -> list:
         """What a check of ``shard`` covers: both files' versions, the model and the manifest's entry."""
         key = []
         for file in (self.shard_dir / shard.name, self.photo_dir / shard.photos_name):
@@ -206,10 +206,10 @@ class IndexStore:
         self.record.save()
 
     def _trust(self, shard: Shard) -> None:
-        key = self._version(shard)
+        key = self.version(shard)
         if not self.record.has(shard.name, key):
             self._check(shard)
-            if self._version(shard) != key:
+            if self.version(shard) != key:
                 raise check.bad(self.shard_dir / shard.name, "changed while it was read; try again")
             self.record.add(shard.name, key)
         self._trusted[shard.name] = key
@@ -243,17 +243,20 @@ class IndexStore:
             for orphan in folder.glob(pattern):
                 if orphan.name not in committed:
                     orphan.unlink(missing_ok=True)
-        for folder in (self.root / "ann", self.root / "graph"):  # the ANN and the clusters' k-NN graph
-            paths.tighten(folder, paths.PRIVATE_FOLDER)
+        caches = ("ann", "graph", "rows")  # the ANN, the clusters' k-NN graph, the faces' rows for find
+        for folder in caches:
+            paths.tighten(self.root / folder, paths.PRIVATE_FOLDER)
+            for stale in (self.root / folder).glob(".*.tmp"):  # ".NAME.PID.RANDOM.tmp": readers write here too
+                paths.remove_stale_temps(stale.parent / stale.name[1:].rsplit(".", 3)[0])
         kept = [*self.shard_dir.iterdir(), *self.photo_dir.iterdir(), self.manifest_path, self.root / ".lock",
-                self.root / "clusters.parquet", *self.root.glob("ann/*"), *self.root.glob("graph/*")]
+                self.root / "clusters.parquet", *(f for folder in caches for f in (self.root / folder).glob("*"))]
         for file in kept:
             paths.tighten(file, paths.PRIVATE_FILE)
 
     # ------------------------------------------------------------------ reading
     def _file(self, shard: Shard, photos: bool) -> Path:
         """The path of ``shard``'s faces (or photos table), checked again if the file changed since it was."""
-        if self._version(shard) != self._trusted.get(shard.name):
+        if self.version(shard) != self._trusted.get(shard.name):
             self._trust(shard)
             self.record.save()
         return self.photo_dir / shard.photos_name if photos else self.shard_dir / shard.name
@@ -424,7 +427,7 @@ class IndexStore:
             self._firsts.append(shard.first)
             self.next_face_id, self.next_photo_id = start, photo_id
             self.write_manifest()
-            self._trusted[shard.name] = self._version(shard)
+            self._trusted[shard.name] = self.version(shard)
             self.record.add(shard.name, self._trusted[shard.name])
             self.record.save()
         return shard_path
