@@ -132,7 +132,8 @@ def bench_index(args) -> None:
 
 def bench_find(args) -> None:
     from facetwin.collection.find import Finder
-    from facetwin.collection.shards import IndexStore, Photo
+    from facetwin.collection.records import Photo
+    from facetwin.collection.shards import IndexStore
     from facetwin.loading import load
 
     model = load("sface")

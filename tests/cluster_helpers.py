@@ -14,7 +14,8 @@ from PIL import Image
 def add_shard(root: Path, model, photos: list[Path], archive_root: Path | None = None) -> int:
     """Commit one shard with every face of ``photos`` (paths kept below ``archive_root``, default the folder above
     their folders); returns the faces added."""
-    from facetwin.collection.shards import IndexStore, Photo
+    from facetwin.collection.records import Photo
+    from facetwin.collection.shards import IndexStore
 
     store = IndexStore(root, model, write=True)
     try:

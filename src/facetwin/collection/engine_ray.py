@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from facetwin.collection.engine_local import PREPARE_PHOTOS
+from facetwin.collection.locking import uninterrupted
 from facetwin.collection.pipeline import Embedder, embed_batch_size, prepare
 from facetwin.collection.ray_local import private_ray
-from facetwin.collection.shards import uninterrupted
 from facetwin.collection.writer import ShardWriter
 from facetwin.errors import FacetwinError
 

@@ -1,14 +1,7 @@
-"""The index on disk (format 2): Parquet shards of faces, a Parquet table of photos beside each, and a manifest that
-says what is committed.
-
-- ``shards/shard-NNNNNN.parquet``: one row per face (``face_id``, ``sha256``, ``face``, ``box`` x/y/w/h,
-  ``landmarks`` 5×(x, y), ``score``, ``embedding``); its footer names its first face id and its model.
-- ``photos/photos-NNNNNN.parquet``: one row per photo of that shard, faces or not, in the order of their faces:
-  ``path`` (below the archive root, :mod:`facetwin.collection.archive`), ``sha256``, ``size``, ``mtime_ns``,
-  ``width``, ``height``, ``faces``, ``face_id`` (its first), ``photo_id``, ``error`` (why it could not be read).
-- ``manifest.json``: the model, the archive root, every committed shard (first face id, faces, photos, first and
-  last photo path), the faces retired since (earlier versions of photos that changed), counts, unreadable photos
-  and runs.
+"""The index on disk (format 2): Parquet shards of faces, a Parquet table of photos beside each (what they hold:
+:mod:`facetwin.collection.records`), and ``manifest.json``, which says what is committed: the model, the archive
+root, every committed shard (first face id, faces, photos, first and last photo path), the faces retired since
+(earlier versions of photos that changed), counts, unreadable photos and runs.
 
 A commit writes the photos table and the shard (each a temporary file renamed), then the manifest: the commit point.
 A run killed before it leaves files the manifest does not name; readers never look at them and the next writer
@@ -27,14 +20,10 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import json
 import posixpath
-import signal
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,73 +34,16 @@ import pyarrow.parquet as pq
 from facetwin.backbones.registry import DEFAULT_BACKBONE
 from facetwin.collection import archive
 from facetwin.collection import index_check as check
-from facetwin.collection.index_check import FINGERPRINT_KEY, FIRST_KEY, FORMAT, FORMAT_V1
+from facetwin.collection.index_check import FORMAT, FORMAT_V1
+from facetwin.collection.locking import locked, uninterrupted, writer_lock
+from facetwin.collection.records import PHOTO_SCHEMA, Photo, Shard, faces_table, photos_table, schema
 from facetwin.collection.verified import Record, identity
 from facetwin.core import paths
 from facetwin.core.paths import printable
 from facetwin.errors import FacetwinError
 
-PHOTO_FIELDS = ("path", "sha256", "size", "mtime_ns", "width", "height", "faces", "face_id", "error")
 COUNTS = ("photos", "faces", "errors", "no_face", "retired_faces")
-PHOTO_SCHEMA = check.photo_schema()
 PHOTO_ONLY = ("path", "size", "mtime_ns", "width", "height", "photo_id")  # a face's columns read from its photo
-
-
-def schema(dim: int) -> pa.Schema:
-    """The columns of a shard of faces."""
-    return pa.schema([
-        ("face_id", pa.int64()), ("sha256", pa.string()), ("face", pa.int32()), ("box", pa.list_(pa.float32(), 4)),
-        ("landmarks", pa.list_(pa.float32(), 10)), ("score", pa.float32()), ("embedding", pa.list_(pa.float32(), dim)),
-    ])
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A committed shard as the manifest records it."""
-
-    number: int
-    first: int  # its first face id
-    faces: int
-    photos: int
-    lo: str  # the first and last of its photos' paths (as its photos table holds them), in sorted order
-    hi: str
-    prefix: str = "."  # the folder below the archive root that its photos table's paths start from
-
-    @property
-    def name(self) -> str:
-        return f"shard-{self.number:06d}.parquet"
-
-    @property
-    def photos_name(self) -> str:
-        return f"photos-{self.number:06d}.parquet"
-
-    @property
-    def end(self) -> int:
-        return self.first + self.faces
-
-    def entry(self) -> dict:
-        """The shard as the manifest records it (the prefix only when it has one)."""
-        entry = {"name": self.name, "first": self.first, "faces": self.faces, "photos": self.photos, "lo": self.lo,
-                 "hi": self.hi}
-        return entry if self.prefix == "." else {**entry, "prefix": self.prefix}
-
-    def below(self, path: str) -> str:
-        """A path of its photos table as a path below the archive root."""
-        return path if self.prefix == "." else posixpath.join(self.prefix, path)
-
-    @classmethod
-    def of(cls, entry: dict) -> Shard:
-        return cls(int(entry["name"][6:-8]), entry["first"], entry["faces"], entry["photos"], entry["lo"], entry["hi"],
-                   entry.get("prefix", "."))
-
-
-@dataclass
-class Photo:
-    """A photo complete with all its faces, ready to be committed."""
-
-    info: dict  # PHOTO_FIELDS (path below the archive root)
-    faces: list[dict] = field(default_factory=list)  # face, box, landmarks, score, embedding
-    replaces: dict | None = None  # the version of this path indexed before (its faces are retired)
 
 
 class IndexStore:
@@ -128,7 +60,7 @@ class IndexStore:
         self._lock = None
         if write:
             paths.private_folder(self.root)
-            self._lock = _lock(self.root)
+            self._lock = writer_lock(self.root)
         try:
             doc = self._read_manifest()
             if doc.get("format") == FORMAT_V1:
@@ -157,7 +89,7 @@ class IndexStore:
         """A format 1 index made format 2, under the writer's lock (taken for the while when reading)."""
         from facetwin.collection.migrate import migrate
 
-        with contextlib.nullcontext() if self._lock is not None else _locked(self.root):
+        with contextlib.nullcontext() if self._lock is not None else locked(self.root):
             doc = self._read_manifest()  # another process may have migrated it meanwhile
             return migrate(self.root, doc) if doc.get("format") == FORMAT_V1 else doc
 
@@ -391,31 +323,14 @@ class IndexStore:
     def commit(self, photos: list[Photo]) -> Path:
         """Commit one shard with these photos' faces (photos table, shard, then the manifest); returns its path."""
         dim = int(self.model_info["embedding_dim"])
-        rows = [(p, f) for p in photos for f in sorted(p.faces, key=lambda f: f["face"])]
         start, photo_id = self.next_face_id, self.next_photo_id
         for photo in photos:
             photo.info.update(faces=len(photo.faces), face_id=start, photo_id=photo_id)
             start, photo_id = start + len(photo.faces), photo_id + 1
-
-        def column(key, dtype, width=None):
-            values = np.asarray([f[key] for _, f in rows], dtype=dtype)
-            if width is None:
-                return pa.array(values)
-            flat = pa.array(values.reshape(-1) if len(rows) else np.zeros(0, dtype))
-            return pa.FixedSizeListArray.from_arrays(flat, width)
-
-        faces = pa.Table.from_arrays(
-            [pa.array(np.arange(self.next_face_id, start, dtype=np.int64)),
-             pa.array([p.info["sha256"] for p, _ in rows], pa.string()), column("face", np.int32),
-             column("box", np.float32, 4), column("landmarks", np.float32, 10), column("score", np.float32),
-             column("embedding", np.float32, dim)],
-            schema=schema(dim),
-        ).replace_schema_metadata({FIRST_KEY: str(self.next_face_id).encode(),
-                                   FINGERPRINT_KEY: str(self.model_info["fingerprint"]).encode()})
-        table = pa.Table.from_pylist([{k: p.info[k] or ("" if k == "error" else p.info[k])
-                                       for k in check.PHOTO_COLUMNS} for p in photos], schema=PHOTO_SCHEMA)
+        faces = faces_table(photos, self.next_face_id, dim, self.model_info["fingerprint"])
+        table = photos_table(photos)
         names = sorted(p.info["path"] for p in photos)
-        shard = Shard(self.shards[-1].number + 1 if self.shards else 0, self.next_face_id, len(rows), len(photos),
+        shard = Shard(self.shards[-1].number + 1 if self.shards else 0, self.next_face_id, faces.num_rows, len(photos),
                       names[0], names[-1])
         shard_path = self.shard_dir / shard.name
         with uninterrupted():  # the files, the manifest and this store's account of them change together
@@ -480,26 +395,6 @@ def _read(file: Path, columns: list[str] | None, what: str) -> pa.Table:
         raise FacetwinError(f"{file}: unreadable {what} ({check.reason(exc)}).") from None
 
 
-def _lock(root: Path):
-    """The index's writer lock (``.lock``, owner-only), held until the returned file is closed."""
-    handle = open(paths.private_file(root / ".lock"), "w")  # noqa: SIM115 - held for the store's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise FacetwinError(f"{root}: another facetwin run is writing this index.") from None
-    return handle
-
-
-@contextlib.contextmanager
-def _locked(root: Path):
-    handle = _lock(root)
-    try:
-        yield
-    finally:
-        handle.close()
-
-
 def index_model(root: str | Path, record: dict, given=None):
     """The model that made the index at ``root`` (``record``: the manifest's model; ``given``: a model or source
     the caller names instead), checked against the fingerprint the manifest records; one sentence naming the
@@ -519,28 +414,4 @@ def index_model(root: str | Path, record: dict, given=None):
     return model
 
 
-@contextlib.contextmanager
-def uninterrupted():
-    """Ctrl-C (SIGINT) waits until the block is done, then interrupts as it would have: for steps that must not be
-    split, such as a commit. Only the main thread receives KeyboardInterrupt, so elsewhere nothing is needed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # signals are not ours to handle here (an embedding interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-        if caught:
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            elif previous != signal.SIG_IGN:
-                raise KeyboardInterrupt
-
-
-__all__ = ["IndexStore", "Photo", "Shard", "schema", "index_model", "uninterrupted", "FORMAT", "PHOTO_FIELDS"]
+__all__ = ["IndexStore", "index_model", "Photo", "Shard"]  # Photo, Shard: for importers not yet on .records

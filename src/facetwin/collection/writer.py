@@ -6,7 +6,9 @@ import time
 
 import numpy as np
 
-from facetwin.collection.shards import IndexStore, Photo, uninterrupted
+from facetwin.collection.locking import uninterrupted
+from facetwin.collection.records import Photo
+from facetwin.collection.shards import IndexStore
 
 DEFAULT_SHARD_PHOTOS = 1000
 
