@@ -30,12 +30,12 @@ def test_stores_of_faces_are_owner_only(tmp_path, facetwin_home, umask):
     umask(0o022)  # a common umask: without the policy every file below would be 0644
     index = build(tmp_path, photo_copy(tmp_path))
     store = modes(index)
-    folders = {"index", "index/shards", "index/photos", "index/ann", "index/graph"}
+    folders = {"index", "index/shards", "index/photos", "index/ann", "index/graph", "index/rows"}
     ann = json.loads((index / "ann" / "state.json").read_text())["segments"][0]["file"]
     graph = json.loads(pq.read_metadata(index / "clusters.parquet").metadata[b"facetwin.clusters"])["graphs"][0]
     assert {"index/shards/shard-000000.parquet", "index/photos/photos-000000.parquet", "index/manifest.json",
             "index/clusters.parquet", "index/ann/state.json", f"index/ann/{ann}", f"index/graph/{graph}",
-            *folders} <= set(store)
+            "index/rows/rows-000000.npy", *folders} <= set(store)
     assert all(store[name] == 0o700 for name in folders), store
     assert all(mode == 0o600 for name, mode in store.items() if name not in folders), store
     verified = facetwin_home / "verified"  # which versions of the index's files this user checked

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.collection.index_check import matrix
-from facetwin.collection.shards import IndexStore, Shard
+from facetwin.collection.records import Shard
+from facetwin.collection.shards import IndexStore
 from facetwin.collection.verified import identity
 from facetwin.core import paths
 from facetwin.errors import FacetwinError

@@ -414,4 +414,4 @@ def index_model(root: str | Path, record: dict, given=None):
     return model
 
 
-__all__ = ["IndexStore", "index_model", "Photo", "Shard"]  # Photo, Shard: for importers not yet on .records
+__all__ = ["IndexStore", "index_model"]
