@@ -5,11 +5,13 @@ rest in groups of 2-200, faces of one person about 0.4 apart, strangers about 1.
 through facetwin's own index store with sface's model record, so every reader sees a real index. The first N faces
 are built, then 1 % more are added. Each step runs in a process of its own (its peak memory is its own):
 
-- ``build``: the shards of N faces, then the ANN (``find``'s FAISS index) from scratch;
+- ``build``: the shards of N faces, then the ANN (``find``'s FAISS index) and the rows ``find`` reads hits from;
 - ``open``: opening the index (a new process, warm page cache) and "is this photo indexed?" for 1,000 paths;
-- ``find``: p50/p99 of ``Finder.find_embedding`` (search, then the hits read from their shards) over queries that
-  are new faces of indexed people, recall@10 of the ANN against exact search (every embedding, in blocks), peak
-  memory;
+- ``exact``: the exact 10 nearest faces of each query (every embedding, a shard at a time), in a process of its own;
+- ``find``: p50/p99 of ``Finder.find_embedding`` (search, then the hits read from their rows) over queries that
+  are new faces of indexed people, recall@10 of the ANN against exact search, person recall@10 (of the query
+  person's indexed faces, up to 10, how many the 10 results hold), peak memory; ``--effort`` measures other
+  search efforts (IVF lists probed, HNSW efSearch) in the same process;
 - ``add``: 1 % more faces committed, then the first search (the ANN extended with them), against ``build``;
 - ``cluster``: a fresh run on N faces, then an incremental run after the 1 % (``--no-fresh`` skips the fresh run
   where it would take hours), BCubed F1 of both against the planted people, and a fresh run on all faces;
@@ -70,7 +72,8 @@ def faces_of(labels: np.ndarray, people: int, start: int, seed: int = 0, spread:
 
 def commit_faces(index: Path, model, vectors: np.ndarray, first: int, shard_photos: int = SHARD_PHOTOS) -> None:
     """Commit one photo per face (``photos/NNNNNNNNN.jpg`` numbered from ``first``) through the index's store."""
-    from facetwin.collection.shards import IndexStore, Photo
+    from facetwin.collection.records import Photo
+    from facetwin.collection.shards import IndexStore
 
     store = IndexStore(index, model, write=True)
     try:
@@ -129,6 +132,7 @@ def sface():
 # ---------------------------------------------------------------------------------------------------- steps
 def step_build(work: Path, n: int, added: int) -> None:
     from facetwin.collection.ann import open_ann
+    from facetwin.collection.face_rows import FaceRows
     from facetwin.collection.shards import IndexStore
 
     index = work / "index"
@@ -139,8 +143,11 @@ def step_build(work: Path, n: int, added: int) -> None:
     began = time.perf_counter()
     ann = open_ann(IndexStore(index), "cosine")
     build = time.perf_counter() - began
-    report("build", faces=n, shard_seconds=shards, ann_seconds=build, total_seconds=shards + build, ann=ann.name,
-           peak_mb=peak_mb())
+    began = time.perf_counter()
+    FaceRows(IndexStore(index)).ensure()
+    rows = time.perf_counter() - began
+    report("build", faces=n, shard_seconds=shards, ann_seconds=build, rows_seconds=rows,
+           total_seconds=shards + build + rows, ann=ann.name, peak_mb=peak_mb())
 
 
 def step_open(work: Path) -> None:
@@ -161,30 +168,67 @@ def step_open(work: Path) -> None:
            lookup_1000_seconds=looked, lookup_1_seconds=single, found=len(found) + len(one) - 1, peak_mb=peak_mb())
 
 
+def _query_people(work: Path, count: int, faces: int) -> np.ndarray:
+    """The people of the queries: people among the first ``faces`` faces, as often as they have faces there."""
+    return np.random.default_rng(7).choice(np.load(work / "labels.npy")[:faces], count, replace=False)
+
+
 def _queries(work: Path, count: int, faces: int) -> np.ndarray:
     """New faces of people who are among the first ``faces`` faces (photos of them that are not indexed)."""
-    labels = np.load(work / "labels.npy")
-    chosen = np.random.default_rng(7).choice(labels[:faces], count, replace=False)
-    return faces_of(chosen, int(labels.max()) + 1, QUERY_START)
+    people = int(np.load(work / "labels.npy").max()) + 1
+    return faces_of(_query_people(work, count, faces), people, QUERY_START)
 
 
-def exact_top(store, queries: np.ndarray, k: int) -> np.ndarray:
-    """Face ids of the ``k`` nearest faces of each query by exact search over every embedding, a shard at a time."""
-    from facetwin.collection.index_check import matrix
-
+def exact_top(snap, queries: np.ndarray, k: int) -> np.ndarray:
+    """Face ids of the ``k`` nearest current faces of each query by exact search over every embedding (read from
+    the finder's rows, a shard at a time)."""
     best_d = np.full((len(queries), k), np.inf, np.float32)
     best_i = np.full((len(queries), k), -1, np.int64)
-    for shard in store.shards:
-        table = store.shard_table(shard, ["face_id", "embedding"])
-        d = 1 - queries @ matrix(table, "embedding").T
-        ids = np.broadcast_to(table["face_id"].to_numpy(), d.shape)
-        d, ids = np.concatenate([best_d, d], axis=1), np.concatenate([best_i, ids], axis=1)
+    for shard in snap.store.shards:
+        ids = np.arange(shard.first, shard.end)
+        d = 1 - queries @ snap.rows.read(ids)["embedding"].T
+        d[:, snap.store.retired_mask(ids)] = np.inf
+        d, ids = np.concatenate([best_d, d], axis=1), np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
         order = np.argpartition(d, k - 1, axis=1)[:, :k]
         best_d, best_i = np.take_along_axis(d, order, axis=1), np.take_along_axis(ids, order, axis=1)
     return best_i
 
 
-def step_find(work: Path, count: int) -> None:
+def set_effort(ann, effort: int | None) -> str:
+    """Search effort of the ANN's base segment (IVF: lists probed; HNSW: efSearch; None: as shipped); returns it
+    as text."""
+    import faiss
+
+    base = ann.segments[0]
+    if base.kind == "ivf" and effort:
+        faiss.extract_index_ivf(base.index).nprobe = effort
+    elif base.kind == "hnsw" and effort:
+        base.index.hnsw.efSearch = effort
+    return {"ivf": lambda: f"nprobe {faiss.extract_index_ivf(base.index).nprobe}",
+            "hnsw": lambda: f"efSearch {base.index.hnsw.efSearch}"}.get(base.kind, lambda: "exact")()
+
+
+def _truth_file(work: Path, faces: int) -> Path:
+    return work / f"exact-{faces}.npy"
+
+
+def step_exact(work: Path, count: int) -> None:
+    """The exact 10 nearest faces of the queries, saved for ``find`` (a process of its own: reading every face
+    would count in find's peak memory)."""
+    from facetwin.collection.find import Finder
+
+    finder = Finder(work / "index", sface())
+    faces = finder.load()
+    began = time.perf_counter()
+    truth = exact_top(finder._current(), _queries(work, count, faces), 10)
+    np.save(_truth_file(work, faces), truth)
+    report("exact", faces=faces, seconds=time.perf_counter() - began, peak_mb=peak_mb())
+
+
+def step_find(work: Path, count: int, efforts: list[int | None]) -> None:
+    """p50/p99 of find and of its ANN search alone, recall@10 against exact search, and person recall@10 (of the
+    query person's indexed faces, up to 10, how many the 10 results hold; exact search's own figure beside it),
+    for each search effort asked for."""
     from facetwin.collection.find import Finder
 
     began = time.perf_counter()
@@ -193,26 +237,31 @@ def step_find(work: Path, count: int) -> None:
     loaded = time.perf_counter() - began
     snap = finder._current()
     queries = _queries(work, count, faces)
-    began = time.perf_counter()
-    finder.find_embedding(queries[-1], 20)
-    first = time.perf_counter() - began  # nothing of the shards read yet
-    times, ann_times, hits = [], [], 0
-    for q in queries[:-1]:
-        began = time.perf_counter()
-        snap.ann.search(q[None], 10)
-        ann_times.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        found, _ = finder.find_embedding(q, 20)
-        times.append(time.perf_counter() - began)
-        hits += len(found)
-    ids, _ = snap.ann.search(queries, 10)
-    truth = exact_top(snap.store, queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
-    report("find", faces=faces, ann=snap.ann.name, load_seconds=loaded, first_query_ms=1000 * first,
-           p50_ms=1000 * np.percentile(times, 50),
-           p99_ms=1000 * np.percentile(times, 99), ann_p50_ms=1000 * np.percentile(ann_times, 50),
-           ann_p99_ms=1000 * np.percentile(ann_times, 99), recall_at_10=float(recall), hits_per_query=hits / count,
-           peak_mb=peak_mb())
+    labels = np.load(work / "labels.npy")[:faces]
+    person = _query_people(work, count, faces)
+    indexed = np.minimum(10, np.bincount(labels, minlength=int(person.max()) + 1)[person])
+    truth = np.load(_truth_file(work, faces))
+    exact_person = float(np.sum(labels[truth] == person[:, None]) / indexed.sum())
+    for value in efforts:
+        effort = set_effort(snap.ann, value)
+        finder.find_embedding(queries[-1], 20)  # warm
+        times, ann_times, hits = [], [], 0
+        for q in queries:
+            began = time.perf_counter()
+            snap.ann.search(q[None], 10)
+            ann_times.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            found, _ = finder.find_embedding(q, 20)
+            times.append(time.perf_counter() - began)
+            hits += len(found)
+        ids, _ = snap.ann.search(queries, 10)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
+        own = np.sum((labels[np.maximum(ids, 0)] == person[:, None]) & (ids >= 0)) / indexed.sum()
+        report("find", faces=faces, ann=snap.ann.name, effort=effort, load_seconds=loaded,
+               p50_ms=1000 * np.percentile(times, 50), p99_ms=1000 * np.percentile(times, 99),
+               ann_p50_ms=1000 * np.percentile(ann_times, 50), ann_p99_ms=1000 * np.percentile(ann_times, 99),
+               recall_at_10=float(recall), person_recall_at_10=float(own), exact_person_recall_at_10=exact_person,
+               hits_per_query=hits / count, peak_mb=peak_mb())
 
 
 def step_add(work: Path, n: int, added: int) -> None:
@@ -281,13 +330,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh clustering runs")
     parser.add_argument("--photos", type=Path, help="a folder of real photos: the photos/s row")
     parser.add_argument("--photo-count", type=int, default=600)
+    parser.add_argument("--effort", default="", help="find's search efforts to measure, e.g. 32,128 (IVF lists "
+                        "probed or HNSW efSearch; default: as shipped)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
         n = args.faces or 0
         added = n // 100
+        efforts = [int(v) for v in args.effort.split(",") if v] or [None]
         {"build": lambda: step_build(args.work, n, added), "open": lambda: step_open(args.work),
-         "find": lambda: step_find(args.work, args.queries), "add": lambda: step_add(args.work, n, added),
+         "exact": lambda: step_exact(args.work, args.queries),
+         "find": lambda: step_find(args.work, args.queries, efforts), "add": lambda: step_add(args.work, n, added),
          "cluster-fresh": lambda: step_cluster(args.work, "fresh"),
          "cluster-incremental": lambda: step_cluster(args.work, "incremental"),
          "photos": lambda: step_photos(args.work, args.photos, args.photo_count)}[args.step]()
@@ -300,10 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.faces:
         return
     size = ["--faces", str(args.faces)]
-    steps = ["build", "open", "find"] + ([] if args.no_fresh else ["cluster-fresh"])
-    steps += ["add", "open", "find"] + ([] if args.no_fresh else ["cluster-incremental", "cluster-fresh"])
+    steps = ["build", "open", "exact", "find"] + ([] if args.no_fresh else ["cluster-fresh"])
+    steps += ["add", "open", "exact", "find"] + ([] if args.no_fresh else ["cluster-incremental", "cluster-fresh"])
     for step in steps:
-        _spawn(["--step", step, *size, "--queries", str(args.queries)], args.work)
+        _spawn(["--step", step, *size, "--queries", str(args.queries), "--effort", args.effort], args.work)
 
 
 if __name__ == "__main__":

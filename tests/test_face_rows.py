@@ -88,3 +88,38 @@ def test_rows_stay_in_memory_where_they_cannot_be_written(index, model, tmp_path
     (index / "rows").write_text("not a folder")
     assert [h[1:] for h in _hits(index, model)] == [h[1:] for h in expected]
     assert (index / "rows").read_text() == "not a folder"
+
+
+_KILLED_WRITING_ROWS = """
+import os, signal, sys
+from facetwin.core import paths
+atomic_write = paths.atomic_write
+def killed(path, write, **kwargs):
+    def half(tmp):  # the rows written to the temporary file, killed before it is renamed into place
+        write(tmp)
+        if str(path).endswith('.npy'):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return atomic_write(path, half, **kwargs)
+paths.atomic_write = killed
+from facetwin.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_while_rows_are_made_leaves_no_rows_file(index, model, facetwin_home):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FACETWIN_HOME": str(facetwin_home)}
+    done = subprocess.run([sys.executable, "-c", _KILLED_WRITING_ROWS, "find", str(PROBE), "--index", str(index)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    left = sorted(p.name for p in (index / "rows").iterdir())
+    assert len(left) == 1 and left[0].startswith(".rows-000000.npy.") and left[0].endswith(".tmp")
+    assert _hits(index, model)  # made again, whole
+    assert (index / "rows" / "rows-000000.npy").is_file()
+    from facetwin.collection.shards import IndexStore
+
+    IndexStore(index, write=True).close()  # the next writer removes what the killed run left
+    assert not [p for p in (index / "rows").iterdir() if p.name.endswith(".tmp")]
