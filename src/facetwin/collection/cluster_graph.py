@@ -16,7 +16,7 @@ import numpy as np
 from facetwin.core.distances import from_search_scores, to_query
 
 K = 16  # neighbours per face; edges beyond the model threshold are kept, they are evidence against a merge
-EXACT_BELOW = 200_000
+EXACT_BELOW = 500_000  # 303 k synthetic faces: exact graph 238 s, BCubed F1 0.996; IVF (48 probed) 166 s, F1 0.876
 BLOCK = 4096
 NPROBE = 48  # benchmarks/cluster_scale.py at 1M: 16 probes → BCubed F1 0.972 (222 s CPU), 48 → 0.986 (454 s)
 TRAIN_SAMPLE = 65_536
