@@ -29,6 +29,7 @@ LOOPBACK = ("127.", "[::ffff:127.", "[::1]")
 WATCHER = r"""
 import ctypes, os, signal, subprocess, sys, time
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C as at a terminal, also when the tests run in the background
 command = subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=subprocess.DEVNULL)  # own group
 print(command.pid, flush=True)
 print(command.wait(), flush=True)

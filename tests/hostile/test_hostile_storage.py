@@ -86,6 +86,7 @@ def test_results_a_user_shares_follow_the_umask(tmp_path, facetwin_home, umask, 
 _CTRL_C_AFTER_A_COMMIT = """
 import os, signal, sys
 from facetwin.collection import shards
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, also when the tests run in the background
 commit, done = shards.IndexStore.commit, []
 
 def commit_then_ctrl_c(self, photos):  # a real Ctrl-C, arriving the moment the second shard is on disk
