@@ -168,15 +168,11 @@ def step_open(work: Path) -> None:
            lookup_1000_seconds=looked, lookup_1_seconds=single, found=len(found) + len(one) - 1, peak_mb=peak_mb())
 
 
-def _query_people(work: Path, count: int, faces: int) -> np.ndarray:
-    """The people of the queries: people among the first ``faces`` faces, as often as they have faces there."""
-    return np.random.default_rng(7).choice(np.load(work / "labels.npy")[:faces], count, replace=False)
-
-
-def _queries(work: Path, count: int, faces: int) -> np.ndarray:
-    """New faces of people who are among the first ``faces`` faces (photos of them that are not indexed)."""
-    people = int(np.load(work / "labels.npy").max()) + 1
-    return faces_of(_query_people(work, count, faces), people, QUERY_START)
+def _queries(labels: np.ndarray, count: int, faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` people among the first ``faces`` faces (as often as they have faces there), and a new face of
+    each (a photo of them that is not indexed)."""
+    people = np.random.default_rng(7).choice(labels[:faces], count, replace=False)
+    return people, faces_of(people, int(labels.max()) + 1, QUERY_START)
 
 
 def exact_top(snap, queries: np.ndarray, k: int) -> np.ndarray:
@@ -200,12 +196,14 @@ def set_effort(ann, effort: int | None) -> str:
     import faiss
 
     base = ann.segments[0]
-    if base.kind == "ivf" and effort:
-        faiss.extract_index_ivf(base.index).nprobe = effort
-    elif base.kind == "hnsw" and effort:
-        base.index.hnsw.efSearch = effort
-    return {"ivf": lambda: f"nprobe {faiss.extract_index_ivf(base.index).nprobe}",
-            "hnsw": lambda: f"efSearch {base.index.hnsw.efSearch}"}.get(base.kind, lambda: "exact")()
+    if base.kind == "ivf":
+        ivf = faiss.extract_index_ivf(base.index)
+        ivf.nprobe = effort or ivf.nprobe
+        return f"nprobe {ivf.nprobe}"
+    if base.kind == "hnsw":
+        base.index.hnsw.efSearch = effort or base.index.hnsw.efSearch
+        return f"efSearch {base.index.hnsw.efSearch}"
+    return "exact"
 
 
 def _truth_file(work: Path, faces: int) -> Path:
@@ -220,7 +218,7 @@ def step_exact(work: Path, count: int) -> None:
     finder = Finder(work / "index", sface())
     faces = finder.load()
     began = time.perf_counter()
-    truth = exact_top(finder._current(), _queries(work, count, faces), 10)
+    truth = exact_top(finder._current(), _queries(np.load(work / "labels.npy"), count, faces)[1], 10)
     np.save(_truth_file(work, faces), truth)
     report("exact", faces=faces, seconds=time.perf_counter() - began, peak_mb=peak_mb())
 
@@ -236,9 +234,9 @@ def step_find(work: Path, count: int, efforts: list[int | None]) -> None:
     faces = finder.load()
     loaded = time.perf_counter() - began
     snap = finder._current()
-    queries = _queries(work, count, faces)
-    labels = np.load(work / "labels.npy")[:faces]
-    person = _query_people(work, count, faces)
+    labels = np.load(work / "labels.npy")
+    person, queries = _queries(labels, count, faces)
+    labels = labels[:faces]
     indexed = np.minimum(10, np.bincount(labels, minlength=int(person.max()) + 1)[person])
     truth = np.load(_truth_file(work, faces))
     exact_person = float(np.sum(labels[truth] == person[:, None]) / indexed.sum())

@@ -213,11 +213,7 @@ def _load(path: Path, segment: Segment, dim: int, *, writable: bool = False):
         return None
     if index.ntotal != segment.count or index.d != dim:
         return None
-    if segment.kind == "hnsw":
-        index.hnsw.efSearch = EF_SEARCH
-    elif segment.kind == "ivf":
-        _probe(index)
-    return index
+    return _tuned(index, segment.kind)
 
 
 @contextlib.contextmanager
@@ -304,20 +300,20 @@ def _held(store, segment: Segment) -> list:
 
 def _segment(store, shards, distance: str, kind: str, index=None) -> Segment:
     """A new segment of ``kind`` holding ``shards`` (``index``: already built)."""
-    index = index if index is not None else build(store, shards, distance, kind)
-    if kind == "hnsw":
-        index.hnsw.efSearch = EF_SEARCH
-    elif kind == "ivf":
-        _probe(index)
+    index = _tuned(index if index is not None else build(store, shards, distance, kind), kind)
     name = f"{kind}-{shards[0].number:06d}-{shards[-1].number:06d}-{uuid.uuid4().hex[:8]}.faiss"
     return Segment(name, kind, [shards[0].number, shards[-1].number], shards[0].first, sum(s.faces for s in shards),
                    index)
 
 
-def _probe(index) -> None:
-    """Search one in ``PROBED_SHARE`` of an IVF index's lists."""
-    ivf = faiss.extract_index_ivf(index)
-    ivf.nprobe = max(1, ivf.nlist // PROBED_SHARE)
+def _tuned(index, kind: str):
+    """``index`` set to search as deep as its kind should: HNSW ``EF_SEARCH``, IVF one list in ``PROBED_SHARE``."""
+    if kind == "hnsw":
+        index.hnsw.efSearch = EF_SEARCH
+    elif kind == "ivf":
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = max(1, ivf.nlist // PROBED_SHARE)
+    return index
 
 
 def _save(store, folder: Path, distance: str, segments: list[Segment], made: list[Segment]) -> None:

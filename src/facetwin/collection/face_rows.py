@@ -65,15 +65,23 @@ class FaceRows:
         return self.folder / f"rows-{shard.number:06d}.npy"
 
     def _key(self, shard: Shard, version: list | None) -> list:
+        """What the record of this user's files holds for a rows file: its version and its shard's."""
         return [version, self.store.version(shard)]
 
-    def ensure(self, shards: list[Shard] | None = None) -> int:
-        """Make the file of every shard (default: all) that lacks one this user's facetwin made; returns how many
-        were made."""
+    def _trusted(self, shard: Shard) -> list | None:
+        """The version of ``shard``'s rows file when this user's facetwin made that very file for that very shard,
+        else None."""
+        version = identity(self._file(shard))
+        if version is None or not self.store.record.has(f"{FOLDER}/{self._file(shard).name}",
+                                                         self._key(shard, version)):
+            return None
+        return version
+
+    def ensure(self) -> int:
+        """Make the file of every shard that lacks one this user's facetwin made; returns how many were made."""
         made = 0
-        for shard in self.store.shards if shards is None else shards:
-            if self._writable and not self.store.record.has(f"{FOLDER}/{self._file(shard).name}",
-                                                            self._key(shard, identity(self._file(shard)))):
+        for shard in self.store.shards:
+            if self._writable and self._trusted(shard) is None:
                 self._rows(shard, save_record=False)
                 made += 1
         self.store.record.save()
@@ -93,8 +101,8 @@ class FaceRows:
             order.append(at)
         if not parts:
             return np.zeros(0, row_type(int(self.store.model_info["embedding_dim"]), 1))
-        width = max(p.dtype["path"].itemsize for p in parts)
-        joined = np.concatenate([p.astype(row_type(p.dtype["embedding"].shape[0], width)) for p in parts])
+        wide = row_type(int(self.store.model_info["embedding_dim"]), max(p.dtype["path"].itemsize for p in parts))
+        joined = np.concatenate([p.astype(wide) for p in parts])
         return joined[np.argsort(np.concatenate(order), kind="stable")]
 
     def _rows(self, shard: Shard, save_record: bool = True) -> np.ndarray:
@@ -109,8 +117,7 @@ class FaceRows:
                 self._mapped.move_to_end(shard.name)
                 return held[1]
         rows = None
-        name = f"{FOLDER}/{file.name}"
-        if version is not None and self.store.record.has(name, self._key(shard, version)):
+        if version is not None and self._trusted(shard) == version:
             rows = self._mapped_file(file, shard)
         if rows is None:
             rows = rows_of(self.store, shard)
