@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from facetwin.collection.pipeline import Embedder, embed_batch_size, prepare
 from facetwin.collection.ray_local import private_ray
 from facetwin.collection.writer import ShardWriter
 from facetwin.errors import FacetwinError
+
+RAY_DATA_WORKERS = ("StreamingExecutor-", "iter_threaded")  # the names Ray Data gives a run's busy threads
 
 
 def _runtime_env() -> dict:
@@ -86,6 +89,17 @@ def _unreachable(address: str, exc: BaseException) -> str:
     return f"cannot reach Ray at {address} ({str(exc).splitlines()[0]})."
 
 
+def _join_pipeline_threads(started: set[threading.Thread], seconds: float = 30.0) -> None:
+    """Wait (at most ``seconds``) for the threads Ray Data started to run this iteration, so that Ray is shut down
+    only after them, also on Ctrl-C: a thread that calls into Ray after ray.shutdown ends the process with status 1
+    and the interrupt is lost. Not waited for: Ray Data's pollers, which live until exit, and its block prefetcher,
+    which its closed iterator leaves parked (it calls Ray only when fed, and the threads that fed it have ended)."""
+    deadline = time.monotonic() + seconds
+    for thread in started:
+        if thread.name.startswith(RAY_DATA_WORKERS):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, root: str, workers: int | None = None,
             address: str | None = None) -> dict:
     """Index ``paths`` (below ``root``, which every node reads them through) on Ray; returns what the run used
@@ -113,8 +127,13 @@ def run_ray(paths: list[str], model, source: str, writer: ShardWriter, *, root: 
             batch_size=embed_batch_size(model), batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=actors),
         )  # Ray Data retries tasks and restarts actors (and their tasks) lost with a worker, by default
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            writer.add(batch)
+        before = set(threading.enumerate())
+        try:
+            with contextlib.closing(iter(ds.iter_batches(batch_size=None, batch_format="numpy"))) as batches:
+                for batch in batches:
+                    writer.add(batch)
+        finally:
+            _join_pipeline_threads(set(threading.enumerate()) - before)
         return {"workers": actors, "ray_startup_seconds": round(startup, 3), "ray_address": address or "private"}
 
 
