@@ -8,6 +8,10 @@ so must bf16 (OpenVINO; the default on CPUs with native bfloat16), when this mac
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -140,3 +144,28 @@ def test_openvino_start_up_cache_is_written_once_and_optional(facetwin_home, pho
     assert folded.stat().st_mtime_ns == stamp
     monkeypatch.setenv("FACETWIN_HOME", str(folded))  # a file, not a folder: nothing can be written under it
     np.testing.assert_allclose(sface.SFace(precision="fp32").trunk(crops), first, atol=1e-5)
+
+
+OPENVINO_FORKS = r"""
+import os, sys, time
+forks = []
+os.register_at_fork(before=lambda: forks.append(1))
+from facetwin.core.runtimes import openvino
+openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+time.sleep(1.0)  # the telemetry sends from a thread pool: give it the time it would take
+from openvino.tools.ovc import telemetry_utils
+print(len(forks), telemetry_utils.tm.__name__, "openvino_telemetry" in sys.modules)
+"""
+
+
+def test_openvino_is_imported_without_its_telemetry(tmp_path):
+    """Imported plainly, OpenVINO reports the import to Google Analytics from a forked process, unless the user
+    opted out (a file in ``~/intel``). facetwin sends nothing: with a home that has no opt-out file, importing it
+    through facetwin forks nothing and leaves OpenVINO's no-op stub in place, and the user's own imports are as
+    before."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    done = subprocess.run([sys.executable, "-c", OPENVINO_FORKS], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "openvino.tools.ovc.telemetry_stub", "False"], done.stdout
+    assert not (tmp_path / "intel").exists()  # no consent file or client id written either

@@ -14,6 +14,7 @@ import functools
 import os
 from pathlib import Path
 
+from facetwin.core.runtimes import openvino
 from facetwin.errors import FacetwinError
 
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-all")
@@ -52,7 +53,7 @@ def native_bf16() -> bool:
 def has_openvino() -> bool:
     """Whether OpenVINO can be imported (a dependency; missing only where it has no wheel)."""
     try:
-        import openvino  # noqa: F401
+        openvino()
     except ImportError:
         return False
     return True
@@ -63,9 +64,7 @@ def openvino_bf16() -> bool:
     """True when OpenVINO is installed and reports native bfloat16 on this CPU (AVX512_BF16 or AMX)."""
     if not has_openvino():
         return False
-    import openvino
-
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def openvino_precision(who: str, precision: str) -> str:

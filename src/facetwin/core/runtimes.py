@@ -5,6 +5,7 @@ Both return thread-safe callables from a float32 input array to the first output
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,22 @@ def onnxruntime_runner(model: bytes | str | Path, threads: int) -> Callable[[np.
     return lambda x: session.run([output], {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
+def openvino():
+    """The ``openvino`` module, imported without its telemetry. Imported plainly, it reports the import to Google
+    Analytics (``openvino_telemetry``, on unless the user opted out) from a process it forks: facetwin sends nothing
+    anywhere, and a fork of a process running Ray's threads is unsafe. OpenVINO's own no-op stub stands in."""
+    if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # ImportError inside openvino, which then takes its stub
+        try:
+            import openvino as module
+        finally:
+            del sys.modules["openvino_telemetry"]  # the user's own imports are untouched
+        return module
+    import openvino as module
+
+    return module
+
+
 def openvino_runner(
     model, precision: str, threads: int, cache_dir: Path | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -42,9 +59,8 @@ def openvino_runner(
     each, such as two Ray workers, shared one core: 2 workers indexed 1.14x the photos of 1, unpinned 1.9x); with
     ``cache_dir`` the compiled blob is kept there and reused.
     One infer request per calling thread; the input is shared, not copied."""
-    import openvino
-
-    core = openvino.Core()
+    ov = openvino()
+    core = ov.Core()
     if cache_dir is not None:
         core.set_property({"CACHE_DIR": str(cache_dir)})
     source = core.read_model(model, b"") if isinstance(model, bytes) else str(model)
@@ -60,11 +76,11 @@ def openvino_runner(
         if request is None:
             request = local.request = compiled.create_infer_request()
         data = np.ascontiguousarray(x, dtype=np.float32)  # held here until the request has run on it
-        request.set_input_tensor(openvino.Tensor(data, shared_memory=True))
+        request.set_input_tensor(ov.Tensor(data, shared_memory=True))
         request.infer()
         return request.get_output_tensor().data.copy()  # a copy: the request reuses its buffer
 
     return run
 
 
-__all__ = ["onnxruntime_session", "onnxruntime_runner", "openvino_runner"]
+__all__ = ["onnxruntime_session", "onnxruntime_runner", "openvino", "openvino_runner"]
