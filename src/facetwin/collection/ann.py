@@ -5,8 +5,9 @@ maps to a face id by adding the segment's first; retired faces are left out of t
 
 - The base segment: exact (FAISS flat) up to ``FLAT_MAX`` faces, a FAISS HNSW graph (flat vectors: exact
   distances) up to ``HNSW_MAX``, and above, where an HNSW graph no longer fits a memory budget and takes hours to
-  build, an inverted file with 8-bit scalar quantisation (IVF-SQ8: about √N lists trained on a sample, one in
-  ``PROBED_SHARE`` searched; chosen against IVF-PQ by ``benchmarks/index_scale.py``), memory-mapped when searched.
+  build, an inverted file of 4-bit product-quantised codes scanned with SIMD (FAISS IVF-PQ fast-scan: about √N lists
+  trained on a sample, one in ``PROBED_SHARE`` searched) whose nearest ``RERANKED`` are re-ranked by 8-bit
+  scalar-quantised copies of the faces (FAISS IndexRefine; chosen against IVF-SQ8 by ``benchmarks/index_scale.py``).
 - Delta segments: the faces of shards added since, as exact flat indexes, searched beside the base. Adding shards
   makes a new delta of their faces only; once the deltas hold more than ``DELTA_MAX`` faces they are folded into the
   base (added to it; rebuilt when the base outgrows its kind).
@@ -16,7 +17,8 @@ files the state no longer names: a reader sees the old segments or the new ones,
 leaves the old state. Writers take ``ann/.lock``. The ANN is a cache: a segment file is used as it is only if this
 user's facetwin wrote or checked that very version of it (:mod:`facetwin.collection.verified`); any other (an index
 copied or moved to another machine, a damaged or crafted file) is checked against the shards (a flat or HNSW
-segment: every vector, and the graph walkable) or rebuilt from them (IVF), so it is never searched unchecked.
+segment: every vector, and the graph walkable) or rebuilt from them (IVF-PQ), so it is never searched unchecked.
+An index saved by an earlier facetwin with an IVF-SQ8 base has its ANN rebuilt once.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ FOLDER = "ann"
 STATE = "state.json"
 FORMAT = "facetwin-ann/1"
 FLAT_MAX = 20_000  # exact search of 20 k faces costs about a third of a millisecond
-HNSW_MAX = 1_000_000  # HNSW up to here (1 M faces: built in 670 s, recall@10 0.78; docs/benchmarks.md), IVF-SQ8 above
+HNSW_MAX = 1_000_000  # HNSW up to here (1 M faces: built in 670 s, recall@10 0.78; docs/benchmarks.md), IVF-PQ above
 DELTA_MAX = 100_000  # faces searched exactly beside the base before they are folded into it
 EF_SEARCH = 512  # HNSW: 300 k faces, recall@10 0.92 at find p50 3.2 ms (256: 0.85 at 1.7 ms)
-PROBED_SHARE = 16  # IVF: one list in 16 searched (10 M faces: 256 of 4,096, find p50 13 ms, recall@10 0.71; 32: 0.39)
+PROBED_SHARE = 2  # IVF-PQ: one list in 2 (10 M faces: find p50 16 ms, recall@10 0.957; 1 in 4: 10 ms, 0.899)
+RERANKED = 300  # IVF-PQ: this many nearest by the 4-bit codes are re-ranked by their 8-bit copies
+QUERY_BLOCK = 16  # IVF-PQ: queries searched together (each holds a lookup table per list probed: 8 MB at 10 M)
 TRAIN_PER_LIST = 64  # training sample of the IVF quantiser: this many faces per list
-MARGIN = {"flat": 0.0, "hnsw": 0.0, "ivf": 0.05}  # how far off a kind's distances may be (IVF-SQ8: quantised)
+MARGIN = {"flat": 0.0, "hnsw": 0.0, "ivfpq": 0.05}  # how far off a kind's distances may be (IVF-PQ: 8-bit copies)
 
 
 @dataclass
@@ -69,7 +73,7 @@ class Segment:
 
 def kind_for(count: int) -> str:
     """The base segment's kind for ``count`` faces."""
-    return "flat" if count <= FLAT_MAX else "hnsw" if count <= HNSW_MAX else "ivf"
+    return "flat" if count <= FLAT_MAX else "hnsw" if count <= HNSW_MAX else "ivfpq"
 
 
 class Ann:
@@ -107,7 +111,10 @@ class Ann:
             if segment.count == 0:
                 continue
             want = min(k, segment.count)
-            scores, rows = segment.index.search(queries, want)
+            block = QUERY_BLOCK if segment.kind == "ivfpq" else max(1, len(queries))
+            parts = [segment.index.search(queries[s : s + block], want, params=_reranking(segment, want))
+                     for s in range(0, max(1, len(queries)), block)]
+            scores, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             found = rows >= 0
             ids.append(np.where(found, rows + segment.first, -1))
             dists.append(np.where(found, from_search_scores(scores, self.distance), np.inf).astype(np.float32))
@@ -141,6 +148,15 @@ def open_ann(store, distance: str) -> Ann:
     return Ann(segments, distance, dim, store.retired_mask, len(store.shards))
 
 
+def _reranking(segment: Segment, k: int):
+    """An IVF-PQ segment's search parameters: its lists probed, and ``RERANKED`` candidates (at least ``k``) re-ranked;
+    None for the other kinds."""
+    if segment.kind != "ivfpq":
+        return None
+    probed = faiss.SearchParametersIVF(nprobe=faiss.extract_index_ivf(segment.index).nprobe)
+    return faiss.IndexRefineSearchParameters(k_factor=max(1.0, RERANKED / k), base_index_params=probed)
+
+
 def _saved(store, folder: Path, distance: str, dim: int) -> tuple[list[Segment], int]:
     """The saved segments that cover the store's first shards in order and were written by this user's facetwin
     (that very version of each file), loaded; and how many shards they cover."""
@@ -165,7 +181,7 @@ def _saved(store, folder: Path, distance: str, dim: int) -> tuple[list[Segment],
         path = folder / Path(segment.file).name
         version = identity(path)
         trusted = store.record.has(f"{FOLDER}/{path.name}", version)
-        if not trusted and segment.kind == "ivf":
+        if not trusted and segment.kind == "ivfpq":
             break  # an inverted file cannot be checked for less than rebuilding it
         segment.index = _load(path, segment, dim)
         if segment.index is None:
@@ -201,14 +217,12 @@ def _state(folder: Path) -> dict | None:
     return state if isinstance(state, dict) and state.get("format") == FORMAT else None
 
 
-def _load(path: Path, segment: Segment, dim: int, *, writable: bool = False):
-    """A segment's FAISS index (an IVF one memory-mapped unless ``writable``), or None when it does not hold what
-    the state says."""
-    flags = faiss.IO_FLAG_MMAP if segment.kind == "ivf" and not writable else 0
+def _load(path: Path, segment: Segment, dim: int):
+    """A segment's FAISS index, or None when it does not hold what the state says."""
     try:
         if path.stat().st_size > segment.count * (4 * dim + 16 * M + 64) + 2**24:
             return None  # far larger than such an index can be: not read at all
-        index = faiss.read_index(str(path), flags)
+        index = faiss.read_index(str(path))
     except (RuntimeError, OSError, MemoryError):
         return None
     if index.ntotal != segment.count or index.d != dim:
@@ -246,8 +260,9 @@ def build(store, shards, distance: str, kind: str):
     else:
         count = sum(s.faces for s in shards)
         lists = 1 << max(8, round(math.log2(math.sqrt(count))))
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlat(dim, metric), dim, lists, faiss.ScalarQuantizer.QT_8bit,
-                                              metric)
+        codes = dim // 2 if dim % 2 == 0 else dim  # 4-bit codes of 2 dimensions each (32 bytes a face at 128)
+        scan = faiss.IndexIVFPQFastScan(faiss.IndexFlat(dim, metric), dim, lists, codes, 4, metric)
+        index = faiss.IndexRefine(scan, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, metric))
         index.train(_sample(store, shards, distance, lists * TRAIN_PER_LIST))
     for vectors in _vectors(store, shards, distance):
         index.add(vectors)
@@ -280,7 +295,7 @@ def _extended(store, folder: Path, distance: str, segments: list[Segment], cover
         total = store.shards[: covered + len(new)]
         kind = kind_for(sum(s.faces for s in total))
         if base is not None and base.kind == kind:
-            index = _load(folder / base.file, base, base.index.d, writable=True) if kind == "ivf" else base.index
+            index = base.index
             for vectors in _vectors(store, total[len(_held(store, base)):], distance):
                 index.add(vectors)
             made = [_segment(store, total, distance, kind, index)]
@@ -310,7 +325,7 @@ def _tuned(index, kind: str):
     """``index`` set to search as deep as its kind should: HNSW ``EF_SEARCH``, IVF one list in ``PROBED_SHARE``."""
     if kind == "hnsw":
         index.hnsw.efSearch = EF_SEARCH
-    elif kind == "ivf":
+    elif kind == "ivfpq":
         ivf = faiss.extract_index_ivf(index)
         ivf.nprobe = max(1, ivf.nlist // PROBED_SHARE)
     return index
