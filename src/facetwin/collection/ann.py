@@ -110,11 +110,7 @@ class Ann:
         for segment in self.segments:
             if segment.count == 0:
                 continue
-            want = min(k, segment.count)
-            block = QUERY_BLOCK if segment.kind == "ivfpq" else max(1, len(queries))
-            parts = [segment.index.search(queries[s : s + block], want, params=_reranking(segment, want))
-                     for s in range(0, max(1, len(queries)), block)]
-            scores, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            scores, rows = _searched(segment, queries, min(k, segment.count))
             found = rows >= 0
             ids.append(np.where(found, rows + segment.first, -1))
             dists.append(np.where(found, from_search_scores(scores, self.distance), np.inf).astype(np.float32))
@@ -148,13 +144,16 @@ def open_ann(store, distance: str) -> Ann:
     return Ann(segments, distance, dim, store.retired_mask, len(store.shards))
 
 
-def _reranking(segment: Segment, k: int):
-    """An IVF-PQ segment's search parameters: its lists probed, and ``RERANKED`` candidates (at least ``k``) re-ranked;
-    None for the other kinds."""
-    if segment.kind != "ivfpq":
-        return None
+def _searched(segment: Segment, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's scores and rows of the ``k`` nearest in ``segment``. An IVF-PQ segment is searched ``QUERY_BLOCK``
+    queries at a time, with its lists probed and ``RERANKED`` candidates (at least ``k``) re-ranked."""
+    if segment.kind != "ivfpq" or not len(queries):
+        return segment.index.search(queries, k)
     probed = faiss.SearchParametersIVF(nprobe=faiss.extract_index_ivf(segment.index).nprobe)
-    return faiss.IndexRefineSearchParameters(k_factor=max(1.0, RERANKED / k), base_index_params=probed)
+    params = faiss.IndexRefineSearchParameters(k_factor=max(1.0, RERANKED / k), base_index_params=probed)
+    parts = [segment.index.search(queries[s : s + QUERY_BLOCK], k, params=params)
+             for s in range(0, len(queries), QUERY_BLOCK)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _saved(store, folder: Path, distance: str, dim: int) -> tuple[list[Segment], int]:
@@ -295,10 +294,9 @@ def _extended(store, folder: Path, distance: str, segments: list[Segment], cover
         total = store.shards[: covered + len(new)]
         kind = kind_for(sum(s.faces for s in total))
         if base is not None and base.kind == kind:
-            index = base.index
             for vectors in _vectors(store, total[len(_held(store, base)):], distance):
-                index.add(vectors)
-            made = [_segment(store, total, distance, kind, index)]
+                base.index.add(vectors)
+            made = [_segment(store, total, distance, kind, base.index)]
         else:
             made = [_segment(store, total, distance, kind)]
         segments = made

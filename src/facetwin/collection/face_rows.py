@@ -68,20 +68,16 @@ class FaceRows:
         """What the record of this user's files holds for a rows file: its version and its shard's."""
         return [version, self.store.version(shard)]
 
-    def _trusted(self, shard: Shard) -> list | None:
-        """The version of ``shard``'s rows file when this user's facetwin made that very file for that very shard,
-        else None."""
-        version = identity(self._file(shard))
-        if version is None or not self.store.record.has(f"{FOLDER}/{self._file(shard).name}",
-                                                         self._key(shard, version)):
-            return None
-        return version
+    def _trusted(self, shard: Shard, version: list | None) -> bool:
+        """Whether ``version`` of ``shard``'s rows file is one this user's facetwin made for that very shard."""
+        return version is not None and self.store.record.has(f"{FOLDER}/{self._file(shard).name}",
+                                                             self._key(shard, version))
 
     def ensure(self) -> int:
         """Make the file of every shard that lacks one this user's facetwin made; returns how many were made."""
         made = 0
         for shard in self.store.shards:
-            if self._writable and self._trusted(shard) is None:
+            if self._writable and not self._trusted(shard, identity(self._file(shard))):
                 self._rows(shard, save_record=False)
                 made += 1
         self.store.record.save()
@@ -117,7 +113,7 @@ class FaceRows:
                 self._mapped.move_to_end(shard.name)
                 return held[1]
         rows = None
-        if version is not None and self._trusted(shard) == version:
+        if self._trusted(shard, version):
             rows = self._mapped_file(file, shard)
         if rows is None:
             rows = rows_of(self.store, shard)

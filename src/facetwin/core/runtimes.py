@@ -39,15 +39,14 @@ def openvino():
     """The ``openvino`` module, imported without its telemetry. Imported plainly, it reports the import to Google
     Analytics (``openvino_telemetry``, on unless the user opted out) from a process it forks: facetwin sends nothing
     anywhere, and a fork of a process running Ray's threads is unsafe. OpenVINO's own no-op stub stands in."""
-    if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+    hidden = "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules
+    if hidden:
         sys.modules["openvino_telemetry"] = None  # ImportError inside openvino, which then takes its stub
-        try:
-            import openvino as module
-        finally:
+    try:
+        import openvino as module
+    finally:
+        if hidden:
             del sys.modules["openvino_telemetry"]  # the user's own imports are untouched
-        return module
-    import openvino as module
-
     return module
 
 
